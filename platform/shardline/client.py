@@ -1,0 +1,97 @@
+"""Python client for a Shardline router.
+
+    from shardline.client import Client
+    with Client("localhost:50051") as client:
+        for chunk in client.stream("tiny-llama", "Hello", max_tokens=16, temperature=0):
+            print(chunk.text, end="", flush=True)
+
+`AsyncClient` offers the same calls on grpc.aio for concurrent use.
+Errors arrive as `grpc.RpcError` with the router's typed status and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shardline.v1 import inference_pb2 as pb
+from shardline.v1 import inference_pb2_grpc as pb_grpc
+
+
+def make_request(
+    model: str,
+    prompt: str,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+    ignore_eos: bool = False,
+    request_id: str = "",
+) -> pb.GenerateRequest:
+    sampling = pb.SamplingParams(stop=list(stop), ignore_eos=ignore_eos)
+    for name, value in (
+        ("max_tokens", max_tokens),
+        ("temperature", temperature),
+        ("top_p", top_p),
+        ("top_k", top_k),
+        ("seed", seed),
+    ):
+        if value is not None:
+            setattr(sampling, name, value)
+    return pb.GenerateRequest(model=model, prompt=prompt, sampling=sampling, request_id=request_id)
+
+
+class Client:
+    def __init__(self, target: str = "localhost:50051"):
+        self._channel = grpc.insecure_channel(target)
+        self._stub = pb_grpc.InferenceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
+        return self._stub.Generate(make_request(model, prompt, **sampling), timeout=timeout)
+
+    def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> Iterator[pb.GenerateChunk]:
+        return self._stub.GenerateStream(make_request(model, prompt, **sampling), timeout=timeout)
+
+    def list_models(self, timeout: float | None = 10.0) -> list[pb.ModelInfo]:
+        return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout).models)
+
+    def health(self, service: str = "", timeout: float | None = 5.0) -> str:
+        """"SERVING" or "NOT_SERVING" for `service` ("" = the whole router)."""
+        reply = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncClient:
+    def __init__(self, target: str = "localhost:50051"):
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.InferenceStub(self._channel)
+
+    async def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
+        return await self._stub.Generate(make_request(model, prompt, **sampling), timeout=timeout)
+
+    def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> AsyncIterator[pb.GenerateChunk]:
+        return self._stub.GenerateStream(make_request(model, prompt, **sampling), timeout=timeout)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

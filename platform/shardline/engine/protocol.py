@@ -1,0 +1,82 @@
+"""The engine protocol: what a replica needs from an inference engine.
+
+The replica (serve/llm_server.py) talks only to this protocol; `vllm_engine.py` is
+the one implementation that imports vLLM. The types here cross Ray (router ->
+replica -> router), so they are small, plain and picklable.
+
+Contract:
+- `start()` loads the model; no other method may be called before it returns.
+- `generate()` yields `GenerationDelta`s: new text and token ids since the last
+  delta. Exactly the last delta has `finish_reason` set and carries usage. Bad
+  requests raise `InvalidArgument` before the first delta.
+- Cancelling the consumer of `generate()` (or closing the iterator) aborts the
+  request in the engine; `abort()` does the same by id.
+- `check_health()` runs a real generation and raises if the engine cannot serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    request_id: str
+    prompt: str
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables top-k."""
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    ignore_eos: bool = False
+    timeout_s: float | None = None
+    """Seconds the replica may spend on this request, counted from when it arrives
+    (relative, so clocks on different nodes need not agree)."""
+
+
+@dataclass(slots=True)
+class GenerationDelta:
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """What the engine itself reports, so tests observe aborts instead of assuming them."""
+
+    unfinished_requests: int
+    aborted_requests: int
+    started_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    model: str
+    max_model_len: int
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    expert_parallel_size: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    async def start(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def check_health(self) -> None: ...
+
+    def stats(self) -> EngineStats: ...
+
+    def info(self) -> EngineInfo: ...
+
+    def shutdown(self) -> None: ...

@@ -1,0 +1,157 @@
+"""The vLLM implementation of the engine protocol: one in-process `AsyncLLM`.
+
+The only module that imports vLLM (lazily, inside `start`, so importing Shardline
+stays cheap). On CPU the engine's TP x PP workers are child processes (vLLM's mp
+executor; stock vLLM refuses its Ray executor on CPU); on GPU they are Ray actors
+in the replica's placement group (vLLM's Ray executor picks the group up because
+it runs inside a Ray actor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from shardline.engine.cpu_env import configure_cpu_environment
+from shardline.engine.protocol import (
+    EngineInfo,
+    EngineStats,
+    GenerationDelta,
+    GenerationRequest,
+)
+from shardline.errors import EngineFailure, InvalidArgument
+from shardline.spec.model import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PROMPT = "health"
+
+
+class VLLMEngine:
+    def __init__(self, model: ModelSpec):
+        self._model = model
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._started = 0
+        self._aborted = 0
+
+    async def start(self) -> None:
+        on_gpu = _cuda_available()
+        if not on_gpu:
+            configure_cpu_environment(self._model.parallelism.world_size)
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(**self._engine_kwargs(on_gpu))
+        # Engine start blocks for ~20 s (model load, worker spawn): keep the event
+        # loop free so Ray Serve's control calls to this replica are answered.
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        self._tokenizer = self._llm.get_tokenizer()
+        logger.info("engine for %s started (%s)", self._model.name, args.distributed_executor_backend)
+
+    def _engine_kwargs(self, on_gpu: bool) -> dict[str, Any]:
+        m = self._model
+        return {
+            "disable_log_stats": False,
+            **m.engine_args,
+            "model": m.path,
+            "served_model_name": m.name,
+            "dtype": m.dtype,
+            "max_model_len": m.max_model_len,
+            "tensor_parallel_size": m.parallelism.tensor,
+            "pipeline_parallel_size": m.parallelism.pipeline,
+            "enable_expert_parallel": m.parallelism.expert > 1,
+            "distributed_executor_backend": "ray" if on_gpu and m.parallelism.world_size > 1 else "mp",
+        }
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        from vllm.inputs import TokensPrompt
+
+        prompt_ids = self._tokenize(request.prompt)
+        params = self._sampling_params(request, len(prompt_ids))
+        engine_id = f"{request.request_id}/{uuid.uuid4().hex[:8]}"
+        self._started += 1
+        finished, generated = False, 0
+        try:
+            async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, engine_id):
+                completion = out.outputs[0]
+                finished = out.finished
+                generated += len(completion.token_ids)
+                yield GenerationDelta(
+                    text=completion.text,
+                    token_ids=list(completion.token_ids),
+                    finish_reason=completion.finish_reason if finished else None,
+                    prompt_tokens=len(prompt_ids),
+                    completion_tokens=generated,
+                )
+        except (InvalidArgument, asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise EngineFailure(f"engine failed on request {request.request_id}: {exc}") from exc
+        finally:
+            if not finished:
+                await self.abort(engine_id)
+
+    async def abort(self, request_id: str) -> None:
+        self._aborted += 1
+        await self._llm.abort(request_id)
+
+    async def check_health(self) -> None:
+        await self._llm.check_health()
+        probe = GenerationRequest(f"health-{uuid.uuid4().hex[:8]}", HEALTH_PROMPT, max_tokens=1, temperature=0.0)
+        async for _ in self.generate(probe):
+            pass
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            unfinished_requests=self._llm.output_processor.get_num_unfinished_requests(),
+            aborted_requests=self._aborted,
+            started_requests=self._started,
+        )
+
+    def info(self) -> EngineInfo:
+        p = self._model.parallelism
+        return EngineInfo(self._model.name, self._model.max_model_len, p.tensor, p.pipeline, p.expert)
+
+    def shutdown(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+
+    def _tokenize(self, prompt: str) -> list[int]:
+        ids = self._tokenizer.encode(prompt)
+        limit = self._model.max_model_len - 1
+        if len(ids) > limit:
+            raise InvalidArgument(
+                f"prompt has {len(ids)} tokens; model {self._model.name!r} accepts at most "
+                f"{limit} (max_model_len {self._model.max_model_len} minus 1 to generate)"
+            )
+        return ids
+
+    def _sampling_params(self, request: GenerationRequest, prompt_len: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            # The context window caps generation; clamp so finish_reason says "length".
+            max_tokens=min(request.max_tokens, self._model.max_model_len - prompt_len),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=request.top_k if request.top_k > 0 else 0,
+            stop=list(request.stop) or None,
+            seed=request.seed,
+            ignore_eos=request.ignore_eos,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+
+def _cuda_available() -> bool:
+    if os.environ.get("SHARDLINE_FORCE_CPU"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,52 @@
+"""One error tree for Shardline.
+
+`RequestError` subclasses carry the gRPC status they map to, so the router turns
+any of them into a typed status without a lookup table. They pickle across Ray
+(a single string argument), which pydantic's ValidationError does not.
+"""
+
+from __future__ import annotations
+
+
+class ShardlineError(Exception):
+    """Base of every error Shardline raises on purpose."""
+
+
+class SpecError(ShardlineError):
+    """A deployment spec is invalid. The message lists every problem, one per line."""
+
+
+class RequestError(ShardlineError):
+    """A request cannot be served. `grpc_code` names a `grpc.StatusCode` member."""
+
+    grpc_code = "INTERNAL"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RequestError):
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class NotFound(RequestError):
+    grpc_code = "NOT_FOUND"
+
+
+class ResourceExhausted(RequestError):
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(RequestError):
+    grpc_code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(RequestError):
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
+class EngineFailure(RequestError):
+    """The engine died or raised while serving the request."""
+
+    grpc_code = "INTERNAL"

@@ -1,0 +1,1 @@
+"""Model artifacts Shardline builds itself (tiny local models for tests and the demo)."""

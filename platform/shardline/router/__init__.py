@@ -1,0 +1,1 @@
+"""The gRPC router: admission, streaming, health and reflection."""

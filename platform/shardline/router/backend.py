@@ -1,0 +1,22 @@
+"""What the router needs from the replicas behind it.
+
+`serve/backend.py` implements it over Ray Serve DeploymentHandles; unit tests use
+a fake engine behind the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from shardline.engine.protocol import GenerationDelta, GenerationRequest
+
+
+class Backend(Protocol):
+    def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        """Deltas from one replica of `model`; closing the iterator cancels the request."""
+        ...
+
+    async def ready_replicas(self) -> dict[str, int]:
+        """Ready (health-checked) replicas per model name."""
+        ...

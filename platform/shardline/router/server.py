@@ -1,0 +1,101 @@
+"""The router's grpc.aio server: Inference, grpc.health.v1 and server reflection.
+
+Health is per service: "" (the whole router), `shardline.v1.Inference` (every
+model has a ready replica) and `shardline.v1.Inference/<model>` (that model).
+Everything is NOT_SERVING until the health loop has seen ready replicas, and
+again while draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from shardline.router.backend import Backend
+from shardline.router.servicer import InferenceServicer
+from shardline.spec.model import DeploymentSpec
+from shardline.v1 import inference_pb2, inference_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def model_service(model: str) -> str:
+    return f"{INFERENCE_SERVICE}/{model}"
+
+
+class RouterServer:
+    def __init__(self, spec: DeploymentSpec, backend: Backend):
+        self._spec = spec
+        self._backend = backend
+        self.servicer = InferenceServicer(spec, backend)
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._health_task: asyncio.Task | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        """Bind and serve; returns the bound port (useful when the spec says 0)."""
+        cfg = self._spec.router
+        limit = max(self._spec.router.limits.max_prompt_bytes * 2, 4 * 1024 * 1024)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", min(limit, MAX_MESSAGE_BYTES)),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 1),  # router replicas on one node share the port
+            ]
+        )
+        inference_pb2_grpc.add_InferenceServicer_to_server(self.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if cfg.reflection:
+            names = (INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        if self.port == 0:
+            raise OSError(f"router cannot bind {cfg.host}:{cfg.port}")
+        await self._set_health({m.name: 0 for m in self._spec.models})
+        await server.start()
+        self._server = server
+        self._health_task = asyncio.create_task(self._health_loop())
+        logger.info("router listening on %s:%d", cfg.host, self.port)
+        return self.port
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Drain: report NOT_SERVING first, then let in-flight calls finish."""
+        if self._health_task:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self._health.enter_graceful_shutdown()
+        if self._server:
+            await self._server.stop(grace_s)
+
+    async def refresh_health(self) -> dict[str, int]:
+        ready = await self._backend.ready_replicas()
+        await self._set_health(ready)
+        return ready
+
+    async def _health_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_health()
+            except Exception:  # a flaky control plane must not kill the loop
+                logger.exception("router health refresh failed")
+            await asyncio.sleep(self._spec.router.health_period_s)
+
+    async def _set_health(self, ready: dict[str, int]) -> None:
+        self.servicer.ready = dict(ready)
+        for model in self._spec.models:
+            await self._health.set(model_service(model.name), SERVING if ready.get(model.name) else NOT_SERVING)
+        overall = SERVING if all(ready.get(m.name) for m in self._spec.models) else NOT_SERVING
+        await self._health.set(INFERENCE_SERVICE, overall)
+        await self._health.set("", overall)

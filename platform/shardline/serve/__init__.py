@@ -1,0 +1,1 @@
+"""Ray Serve deployments (engine replicas, the router) and the app builder."""

@@ -1,0 +1,72 @@
+"""Builds the Ray Serve application from a DeploymentSpec.
+
+One `llm-<model>` deployment per model (replicas of LLMServer) and one `router`
+deployment in front. Each engine replica's placement group holds one bundle for
+the replica process and one per TP x PP worker, packed on one node (on CPU the
+workers are the engine's child processes, so the bundles reserve their CPUs; on
+GPU vLLM's Ray executor places its worker actors in them).
+"""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve import Application
+
+from shardline.serve.backend import llm_deployment_name
+from shardline.serve.llm_server import LLMServer
+from shardline.serve.router_replica import RouterReplica
+from shardline.spec.model import DeploymentSpec, ModelSpec
+
+REPLICA_BUNDLE = {"CPU": 1.0}
+ROUTER_DEPLOYMENT = "router"
+# Engine start (~20 s) plus warm-up must fit; Serve's default is far shorter on CPU.
+HEALTH_CHECK_PERIOD_S = 10.0
+HEALTH_CHECK_TIMEOUT_S = 60.0
+
+
+def build_app(spec: DeploymentSpec) -> Application:
+    handles = {m.name: llm_deployment(m).bind(m) for m in spec.models}
+    return router_deployment(spec).bind(spec, handles)
+
+
+def placement_bundles(model: ModelSpec) -> list[dict[str, float]]:
+    return [REPLICA_BUNDLE] + [model.resources.bundle()] * model.parallelism.world_size
+
+
+def llm_deployment(model: ModelSpec) -> serve.Deployment:
+    r = model.replicas
+    scaling = (
+        {"num_replicas": r.min}
+        if r.min == r.max
+        else {
+            "autoscaling_config": {
+                "min_replicas": r.min,
+                "max_replicas": r.max,
+                "target_ongoing_requests": r.target_ongoing_requests,
+            }
+        }
+    )
+    return serve.deployment(LLMServer).options(
+        name=llm_deployment_name(model.name),
+        ray_actor_options={"num_cpus": REPLICA_BUNDLE["CPU"]},
+        placement_group_bundles=placement_bundles(model),
+        placement_group_strategy="STRICT_PACK",
+        max_ongoing_requests=r.max_ongoing_requests,
+        health_check_period_s=HEALTH_CHECK_PERIOD_S,
+        health_check_timeout_s=HEALTH_CHECK_TIMEOUT_S,
+        **scaling,
+    )
+
+
+def router_deployment(spec: DeploymentSpec) -> serve.Deployment:
+    return serve.deployment(RouterReplica).options(
+        name=ROUTER_DEPLOYMENT,
+        num_replicas=spec.router.replicas,
+        ray_actor_options={"num_cpus": spec.router.cpu},
+    )
+
+
+def logical_cpus_needed(spec: DeploymentSpec) -> float:
+    """Logical CPUs the app reserves at min replicas (sizes an embedded cluster)."""
+    engines = sum(sum(b["CPU"] for b in placement_bundles(m)) * m.replicas.min for m in spec.models)
+    return engines + spec.router.cpu * spec.router.replicas

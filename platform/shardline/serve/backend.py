@@ -1,0 +1,51 @@
+"""The router's backend over Ray Serve: DeploymentHandle streams and replica readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from shardline.engine.protocol import GenerationDelta, GenerationRequest
+
+
+def llm_deployment_name(model: str) -> str:
+    return f"llm-{model}"
+
+
+def enum_value(value: object) -> str:
+    """Serve's status enums print as `ApplicationStatus.RUNNING`; we want `RUNNING`."""
+    return str(getattr(value, "value", value))
+
+
+def running_replicas(deployment_status) -> int:
+    return sum(n for state, n in deployment_status.replica_states.items() if enum_value(state) == "RUNNING")
+
+
+class ServeBackend:
+    def __init__(self, app_name: str, handles: dict[str, DeploymentHandle]):
+        self._app = app_name
+        self._streams = {name: h.options(stream=True) for name, h in handles.items()}
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        responses = self._streams[model].generate.remote(request)
+        finished = False
+        try:
+            async for delta in responses:
+                yield delta
+            finished = True
+        finally:
+            if not finished:
+                responses.cancel()  # reaches the replica: its engine request is aborted
+
+    async def ready_replicas(self) -> dict[str, int]:
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(self._app)
+        deployments = app.deployments if app else {}
+        ready = {}
+        for model in self._streams:
+            deployment = deployments.get(llm_deployment_name(model))
+            ready[model] = running_replicas(deployment) if deployment else 0
+        return ready

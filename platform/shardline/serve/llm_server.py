@@ -1,0 +1,73 @@
+"""LLMServer: the Ray Serve replica that owns one engine.
+
+One replica = one engine whose TP x PP workers sit in the replica's placement
+group (see serve/app.py). The constructor starts the engine and sends a warm-up
+generation, because the first request after start pays a one-time cost of several
+seconds; Serve marks the replica RUNNING only after that. `check_health` (called
+by Serve every few seconds) runs a real 1-token generation, not a ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from shardline.engine.protocol import Engine, EngineInfo, EngineStats, GenerationDelta, GenerationRequest
+from shardline.errors import DeadlineExceeded
+from shardline.spec.model import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[ModelSpec], Engine]
+
+
+def vllm_engine(model: ModelSpec) -> Engine:
+    from shardline.engine.vllm_engine import VLLMEngine
+
+    return VLLMEngine(model)
+
+
+class LLMServer:
+    async def __init__(self, model: ModelSpec, engine_factory: EngineFactory = vllm_engine):
+        self._model = model
+        self._engine = engine_factory(model)
+        await self._engine.start()
+        await self._engine.check_health()  # warm-up
+        logger.info("replica for %s is warm", model.name)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        """Stream deltas; past `request.timeout_s` the engine request is aborted."""
+        loop = asyncio.get_running_loop()
+        deadline = None if request.timeout_s is None else loop.time() + request.timeout_s
+        stream = self._engine.generate(request)
+        try:
+            while True:
+                # The timeout covers only the wait for the engine, never our `yield`:
+                # a cancellation must not land in the consumer's code.
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        delta = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"request {request.request_id} passed its deadline of {request.timeout_s:.3g} s"
+                    ) from None
+                yield delta
+        finally:
+            await stream.aclose()  # aborts the engine request if it had not finished
+
+    async def check_health(self) -> None:
+        await self._engine.check_health()
+
+    def stats(self) -> EngineStats:
+        return self._engine.stats()
+
+    def info(self) -> EngineInfo:
+        return self._engine.info()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.shutdown()
