@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from shardline.cli import cluster
+from shardline.serve import deploy as cluster
 from shardline.cli.output import printable, say, table
 from shardline.client import Client
 from shardline.spec.model import DeploymentSpec

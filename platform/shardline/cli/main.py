@@ -110,7 +110,7 @@ def cmd_build_tiny(args) -> int:
 
 
 def cmd_up(args) -> int:
-    from shardline.cli import cluster
+    from shardline.serve import deploy as cluster
     from shardline.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -127,7 +127,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from shardline.cli import cluster
+    from shardline.serve import deploy as cluster
 
     cluster.attach(args.address)
     cluster.undeploy(args.name)
@@ -138,7 +138,7 @@ def cmd_down(args) -> int:
 def cmd_status(args) -> int:
     from ray import serve
 
-    from shardline.cli import cluster
+    from shardline.serve import deploy as cluster
     from shardline.serve.backend import enum_value, running_replicas
 
     cluster.attach(args.address)

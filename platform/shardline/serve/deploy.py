@@ -1,6 +1,6 @@
-"""Ray cluster and Serve application lifecycle for the CLI.
+"""Ray cluster and Serve application lifecycle: connect, deploy, wait, remove.
 
-`up` deploys onto a running cluster when `--address`/RAY_ADDRESS is given, or
+Used by the CLI, the tests and the benchmarks. `shardline up` deploys onto a running cluster when `--address`/RAY_ADDRESS is given, or
 starts an embedded one in this process (which then lives as long as `up` does).
 """
 

@@ -1,0 +1,94 @@
+"""A fake engine and backend for router and replica tests (never used outside tests/).
+
+The fake engine "generates" by echoing the prompt's words, one per step, so a test
+can predict every delta. It raises if used before `start()`, like a real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
+from shardline.errors import InvalidArgument
+from shardline.serve.llm_server import LLMServer
+from shardline.spec.model import ModelSpec
+
+
+class FakeEngine:
+    def __init__(self, model: ModelSpec, step_s: float = 0.0, max_prompt_words: int = 1000):
+        self._model = model
+        self.step_s = step_s
+        self.max_prompt_words = max_prompt_words
+        self.started = False
+        self.unfinished: set[str] = set()
+        self.aborted: list[str] = []
+        self.calls = 0
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        if not self.started:
+            raise RuntimeError("FakeEngine used before start()")
+        words = request.prompt.split()
+        if len(words) > self.max_prompt_words:
+            raise InvalidArgument(f"prompt has {len(words)} tokens; limit {self.max_prompt_words}")
+        self.calls += 1
+        self.unfinished.add(request.request_id)
+        finished = False
+        try:
+            for i in range(request.max_tokens):
+                await asyncio.sleep(self.step_s)
+                last = i == request.max_tokens - 1
+                yield GenerationDelta(
+                    text=f" {words[i % len(words)]}",
+                    token_ids=[i],
+                    finish_reason="length" if last else None,
+                    prompt_tokens=len(words),
+                    completion_tokens=i + 1,
+                )
+            finished = True
+        finally:
+            self.unfinished.discard(request.request_id)
+            if not finished:
+                self.aborted.append(request.request_id)
+
+    async def abort(self, request_id: str) -> None:
+        self.unfinished.discard(request_id)
+        self.aborted.append(request_id)
+
+    async def check_health(self) -> None:
+        if not self.started:
+            raise RuntimeError("FakeEngine used before start()")
+
+    def stats(self) -> EngineStats:
+        return EngineStats(len(self.unfinished), len(self.aborted), self.calls)
+
+    def info(self) -> EngineInfo:
+        p = self._model.parallelism
+        return EngineInfo(self._model.name, self._model.max_model_len, p.tensor, p.pipeline, p.expert)
+
+    def shutdown(self) -> None:
+        self.started = False
+
+
+class LocalBackend:
+    """Router backend that calls LLMServer objects in-process (no Ray)."""
+
+    def __init__(self, servers: dict[str, LLMServer]):
+        self.servers = servers
+        self.ready: dict[str, int] = {name: 1 for name in servers}
+
+    def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        return self.servers[model].generate(request)
+
+    async def ready_replicas(self) -> dict[str, int]:
+        return dict(self.ready)
+
+
+async def start_llm_server(model: ModelSpec, engine: FakeEngine) -> LLMServer:
+    """Construct an LLMServer the way Ray Serve does (its __init__ is async)."""
+    server = LLMServer.__new__(LLMServer)
+    await server.__init__(model, lambda _: engine)
+    return server
