@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from shardline.serve import deploy as cluster
+from shardline.serve import lifecycle
 from shardline.cli.output import printable, say, table
 from shardline.client import Client
 from shardline.spec.model import DeploymentSpec
@@ -49,9 +49,9 @@ def stream_to_terminal(client: Client, model: str, prompt: str, **sampling) -> S
 
 
 def run_demo(spec: DeploymentSpec, timeout_s: float, max_tokens: int = 32) -> list[StreamResult]:
-    cluster.connect(None, spec)
+    lifecycle.connect(None, spec)
     try:
-        endpoint = cluster.deploy(spec, timeout_s, progress=lambda line: say(f"  {line}"))
+        endpoint = lifecycle.deploy(spec, timeout_s, progress=lambda line: say(f"  {line}"))
         model = spec.models[0]
         say(f"router SERVING at {endpoint.target}; model {model.name} "
             f"(TP={model.parallelism.tensor}, PP={model.parallelism.pipeline})")

@@ -110,12 +110,12 @@ def cmd_build_tiny(args) -> int:
 
 
 def cmd_up(args) -> int:
-    from shardline.serve import deploy as cluster
+    from shardline.serve import lifecycle
     from shardline.spec import load_spec
 
     spec = load_spec(args.spec)
-    embedded = cluster.connect(args.address, spec)
-    endpoint = cluster.deploy(spec, args.timeout, progress=lambda line: say(f"  {line}"))
+    embedded = lifecycle.connect(args.address, spec)
+    endpoint = lifecycle.deploy(spec, args.timeout, progress=lambda line: say(f"  {line}"))
     say(f"{spec.name}: SERVING on {endpoint.target}")
     if embedded:
         say("embedded Ray cluster: serving until Ctrl-C or SIGTERM")
@@ -127,10 +127,10 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from shardline.serve import deploy as cluster
+    from shardline.serve import lifecycle
 
-    cluster.attach(args.address)
-    cluster.undeploy(args.name)
+    lifecycle.attach(args.address)
+    lifecycle.undeploy(args.name)
     say(f"{args.name}: removed")
     return 0
 
@@ -138,15 +138,15 @@ def cmd_down(args) -> int:
 def cmd_status(args) -> int:
     from ray import serve
 
-    from shardline.serve import deploy as cluster
+    from shardline.serve import lifecycle
     from shardline.serve.backend import enum_value, running_replicas
 
-    cluster.attach(args.address)
+    lifecycle.attach(args.address)
     app = serve.status().applications.get(args.name)
     if app is None:
         warn(f"no application named {args.name!r} on this cluster")
         return 1
-    endpoint = cluster.router_endpoint(args.name)
+    endpoint = lifecycle.router_endpoint(args.name)
     rows = []
     for name, dep in sorted(app.deployments.items()):
         running = f"{running_replicas(dep)}/{sum(dep.replica_states.values())}"

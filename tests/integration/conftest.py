@@ -1,0 +1,64 @@
+"""The real stack, started once per session: a local Ray cluster, Ray Serve, the
+router, and vLLM serving the tiny Llama with tensor parallelism 2 (the demo spec,
+on an ephemeral port). Engine start is the expensive part (~40 s), so every
+integration test shares this one deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from ray import serve
+
+from shardline.client import Client
+from shardline.models.tiny import build_tiny_models
+from shardline.serve import lifecycle
+from shardline.serve.backend import llm_deployment_name
+from shardline.spec import DeploymentSpec, validate_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "shardline-it"
+DEPLOY_TIMEOUT_S = 600
+
+
+@dataclass
+class Deployment:
+    spec: DeploymentSpec
+    target: str
+
+    @property
+    def model(self) -> str:
+        return self.spec.models[0].name
+
+    def replica(self):
+        return serve.get_deployment_handle(llm_deployment_name(self.model), app_name=APP)
+
+    def client(self) -> Client:
+        return Client(self.target)
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> Path:
+    directory = ROOT / ".cache" / "models"
+    build_tiny_models(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def deployment(tiny_models) -> Deployment:
+    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data["name"] = APP
+    data["router"]["port"] = 0
+    data["models"][0]["path"] = str(tiny_models / "tiny-llama")
+    spec = validate_spec(data)
+    lifecycle.connect(None, spec)
+    try:
+        endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
+        yield Deployment(spec, f"127.0.0.1:{endpoint.port}")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
