@@ -29,7 +29,7 @@ test: models
 	$(BIN)/python -m pytest -q tests
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q tests/unit tests/router
 
 protos: $(STAMP)
 	$(BIN)/python -m shardline.rpc_codegen

@@ -40,33 +40,18 @@ class VLLMEngine:
         self._aborted = 0
 
     async def start(self) -> None:
-        on_gpu = _cuda_available()
+        on_gpu = cuda_available()
         if not on_gpu:
             configure_cpu_environment(self._model.parallelism.world_size)
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = AsyncEngineArgs(**self._engine_kwargs(on_gpu))
+        args = AsyncEngineArgs(**engine_kwargs(self._model, on_gpu))
         # Engine start blocks for ~20 s (model load, worker spawn): keep the event
         # loop free so Ray Serve's control calls to this replica are answered.
         self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         self._tokenizer = self._llm.get_tokenizer()
         logger.info("engine for %s started (%s)", self._model.name, args.distributed_executor_backend)
-
-    def _engine_kwargs(self, on_gpu: bool) -> dict[str, Any]:
-        m = self._model
-        return {
-            "disable_log_stats": False,
-            **m.engine_args,
-            "model": m.path,
-            "served_model_name": m.name,
-            "dtype": m.dtype,
-            "max_model_len": m.max_model_len,
-            "tensor_parallel_size": m.parallelism.tensor,
-            "pipeline_parallel_size": m.parallelism.pipeline,
-            "enable_expert_parallel": m.parallelism.expert > 1,
-            "distributed_executor_backend": "ray" if on_gpu and m.parallelism.world_size > 1 else "mp",
-        }
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm.inputs import TokensPrompt
@@ -149,7 +134,24 @@ class VLLMEngine:
         )
 
 
-def _cuda_available() -> bool:
+def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
+    """`AsyncEngineArgs` for a model spec (the benchmark's direct baseline uses it too)."""
+    return {
+        # vLLM's tracing asserts on stats it only keeps when logging stats (vllm#25352).
+        "disable_log_stats": False,
+        **m.engine_args,
+        "model": m.path,
+        "served_model_name": m.name,
+        "dtype": m.dtype,
+        "max_model_len": m.max_model_len,
+        "tensor_parallel_size": m.parallelism.tensor,
+        "pipeline_parallel_size": m.parallelism.pipeline,
+        "enable_expert_parallel": m.parallelism.expert > 1,
+        "distributed_executor_backend": "ray" if on_gpu and m.parallelism.world_size > 1 else "mp",
+    }
+
+
+def cuda_available() -> bool:
     if os.environ.get("SHARDLINE_FORCE_CPU"):
         return False
     import torch
