@@ -41,7 +41,7 @@ engine-args: $(STAMP)
 	$(BIN)/python -m shardline.engine.args_list > platform/shardline/spec/vllm_engine_args.txt
 
 bench: models
-	$(BIN)/python bench/serving.py deployments/demo.yaml
+	$(BIN)/python bench/serving.py deployments/bench-tp1.yaml
 
 clean:
 	rm -rf $(VENV) .cache

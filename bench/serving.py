@@ -1,13 +1,14 @@
-"""Serving benchmark: N concurrent streams through the gRPC router vs vLLM in-process.
+"""Serving benchmark: N concurrent streams through the gRPC router vs vLLM in-process and vLLM's server.
 
-Both phases use the same engine configuration (the spec's first model) and the
+All phases use the same engine configuration (the spec's first model) and the
 same workload: `--streams` concurrent clients, each sending `--requests` greedy
 requests of `--max-tokens` tokens (EOS ignored, so every request yields exactly
-that many). Phase 1 drives `AsyncLLM` directly in this process; phase 2 deploys
+that many). Phase 1 drives `AsyncLLM` directly in this process; phase 2 streams
+from vLLM's own OpenAI server (HTTP/SSE, a separate process); phase 3 deploys
 the spec on an embedded Ray cluster and drives the router over gRPC. Prints a
-table with the ratios and writes JSON to bench/results/serving.json.
+table with the ratios and writes JSON to bench/results/serving-<spec>.json.
 
-    .venv/bin/python bench/serving.py deployments/demo.yaml
+    .venv/bin/python bench/serving.py deployments/bench-tp1.yaml
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -83,6 +87,7 @@ async def direct_phase(model, args) -> PhaseResult:
     from shardline.engine.cpu_env import configure_cpu_environment
     from shardline.engine.vllm_engine import cuda_available, engine_kwargs
 
+    os.environ.update(model.env)  # what the replica's runtime_env sets
     on_gpu = cuda_available()
     if not on_gpu:
         configure_cpu_environment(model.parallelism.world_size)
@@ -103,6 +108,68 @@ async def direct_phase(model, args) -> PhaseResult:
         return await run_load("vllm AsyncLLM in-process", one_request, args.streams, args.requests)
     finally:
         llm.shutdown()
+
+
+async def vllm_server_phase(model, args) -> PhaseResult:
+    """vLLM's own OpenAI server (separate process), streamed over HTTP/SSE."""
+    import aiohttp
+
+    from shardline.engine.cpu_env import configure_cpu_environment
+    from shardline.engine.vllm_engine import cuda_available, engine_kwargs
+
+    env = {**os.environ, **model.env}  # the server gets what the replica would
+    if not cuda_available():
+        configure_cpu_environment(model.parallelism.world_size, env)
+    port = 8011
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port)]
+    for key, value in engine_kwargs(model, cuda_available()).items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value not in (False, None):
+            cmd += [flag, str(value)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_http(session, f"{url}/health", server)
+
+            async def one_request(prompt: str) -> tuple[float, int]:
+                body = {"model": model.name, "prompt": prompt, "max_tokens": args.max_tokens,
+                        "temperature": 0.0, "ignore_eos": True, "stream": True,
+                        "stream_options": {"include_usage": True}}
+                start, ttft, n = time.perf_counter(), None, 0
+                async with session.post(f"{url}/v1/completions", json=body) as resp:
+                    async for line in resp.content:
+                        if not line.startswith(b"data: {"):
+                            continue
+                        event = json.loads(line[6:])
+                        if ttft is None and event.get("choices"):
+                            ttft = time.perf_counter() - start
+                        if event.get("usage"):
+                            n = event["usage"]["completion_tokens"]
+                return ttft, n
+
+            await one_request("warm up")
+            return await run_load("vllm OpenAI server (HTTP)", one_request, args.streams, args.requests)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+async def _wait_http(session, url: str, server, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"vLLM server exited with {server.returncode}")
+        try:
+            async with session.get(url) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(1)
+    raise TimeoutError(f"{url} not healthy after {timeout_s} s")
 
 
 async def router_phase(spec, args) -> PhaseResult:
@@ -135,28 +202,33 @@ async def router_phase(spec, args) -> PhaseResult:
         ray.shutdown()
 
 
-def report(direct: PhaseResult, routed: PhaseResult, spec, args) -> dict:
-    rows = [direct.summary(), routed.summary()]
+def report(direct: PhaseResult, server: PhaseResult, routed: PhaseResult, spec, args) -> dict:
+    rows = [direct.summary(), server.summary(), routed.summary()]
     ratios = {
-        "throughput_ratio": round(routed.tokens_per_s / direct.tokens_per_s, 3),
-        "ttft_p50_ratio": round(routed.ttft(50) / direct.ttft(50), 3),
-        "ttft_p99_ratio": round(routed.ttft(99) / direct.ttft(99), 3),
+        f"router_vs_{key}": {
+            "throughput": round(routed.tokens_per_s / base.tokens_per_s, 3),
+            "ttft_p50": round(routed.ttft(50) / base.ttft(50), 3),
+            "ttft_p99": round(routed.ttft(99) / base.ttft(99), 3),
+        }
+        for key, base in (("in_process", direct), ("vllm_server", server))
     }
     header = f"{'path':<28}{'tokens/s':>10}{'TTFT p50 ms':>13}{'TTFT p99 ms':>13}{'requests':>10}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['name']:<28}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['requests']:>10}")
-    print(f"router/direct: throughput {ratios['throughput_ratio']:.3f}x, "
-          f"TTFT p50 {ratios['ttft_p50_ratio']:.2f}x, p99 {ratios['ttft_p99_ratio']:.2f}x")
+    for key, r in ratios.items():
+        print(f"{key}: throughput {r['throughput']:.3f}x, TTFT p50 {r['ttft_p50']:.2f}x, p99 {r['ttft_p99']:.2f}x")
     m = spec.models[0]
     return {
         "benchmark": "serving",
-        "machine": {"node": platform.node(), "cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "model": {"name": m.name, "tensor": m.parallelism.tensor, "pipeline": m.parallelism.pipeline, "dtype": m.dtype},
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "spec": args.spec,
+        "model": {"name": m.name, "tensor": m.parallelism.tensor, "pipeline": m.parallelism.pipeline,
+                  "dtype": m.dtype, "env": m.env, "stream_interval_ms": m.stream_interval_ms},
         "workload": {"streams": args.streams, "requests_per_stream": args.requests, "max_tokens": args.max_tokens},
         "results": rows,
-        **ratios,
+        "ratios": ratios,
     }
 
 
@@ -164,19 +236,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec")
     parser.add_argument("--streams", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=4, help="sequential requests per stream")
+    parser.add_argument("--requests", type=int, default=8, help="sequential requests per stream")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--out", default=str(RESULTS / "serving.json"))
+    parser.add_argument("--stream-interval-ms", type=float, help="override the spec's value")
+    parser.add_argument("--out", help="JSON path (default: bench/results/serving-<spec name>.json)")
     args = parser.parse_args()
 
     from shardline.spec import load_spec
 
     spec = load_spec(args.spec)
+    if args.stream_interval_ms is not None:
+        model = spec.models[0].model_copy(update={"stream_interval_ms": args.stream_interval_ms})
+        spec = spec.model_copy(update={"models": (model, *spec.models[1:])})
+    out = Path(args.out or RESULTS / f"serving-{Path(args.spec).stem}.json")
     direct = asyncio.run(direct_phase(spec.models[0], args))
+    server = asyncio.run(vllm_server_phase(spec.models[0], args))
     routed = asyncio.run(router_phase(spec, args))
-    data = report(direct, routed, spec, args)
-    Path(args.out).write_text(json.dumps(data, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    data = report(direct, server, routed, spec, args)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

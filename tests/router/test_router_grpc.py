@@ -60,7 +60,8 @@ async def test_stream_delivers_every_delta_then_usage(stack):
     chunks = [c async for c in stack.stub.GenerateStream(make_request(prompt="a b c", max_tokens=4, request_id="r1"))]
     assert "".join(c.text for c in chunks) == " a b c a"
     assert [t for c in chunks for t in c.token_ids] == [0, 1, 2, 3]
-    assert [c.finish_reason for c in chunks] == ["", "", "", "length"]
+    assert [c.finish_reason for c in chunks][-1] == "length"
+    assert not any(c.finish_reason for c in chunks[:-1])
     assert chunks[-1].usage == pb.Usage(prompt_tokens=3, completion_tokens=4)
     assert {c.request_id for c in chunks} == {"r1"}
 

@@ -10,15 +10,16 @@ Values already in the environment win: operators can pin cores themselves.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 
 # KV cache per worker, GiB. vLLM CPU otherwise sizes it from a fraction of node
 # memory (GiBs per worker), which crowds out the rest of a small machine.
 DEFAULT_KV_CACHE_GIB = "1"
 
 
-def configure_cpu_environment(world_size: int) -> None:
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", omp_bind_for(world_size, sorted(os.sched_getaffinity(0))))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KV_CACHE_GIB)
+def configure_cpu_environment(world_size: int, env: MutableMapping[str, str] = os.environ) -> None:
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", omp_bind_for(world_size, sorted(os.sched_getaffinity(0))))
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KV_CACHE_GIB)
 
 
 def omp_bind_for(world_size: int, cores: list[int]) -> str:

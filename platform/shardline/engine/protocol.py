@@ -46,6 +46,16 @@ class GenerationDelta:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def merge(self, later: GenerationDelta) -> GenerationDelta:
+        """One delta covering `self` then `later` (usage and finish come from `later`)."""
+        return GenerationDelta(
+            text=self.text + later.text,
+            token_ids=self.token_ids + later.token_ids,
+            finish_reason=later.finish_reason,
+            prompt_tokens=later.prompt_tokens,
+            completion_tokens=later.completion_tokens,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EngineStats:

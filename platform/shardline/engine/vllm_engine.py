@@ -147,8 +147,15 @@ def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
         "tensor_parallel_size": m.parallelism.tensor,
         "pipeline_parallel_size": m.parallelism.pipeline,
         "enable_expert_parallel": m.parallelism.expert > 1,
-        "distributed_executor_backend": "ray" if on_gpu and m.parallelism.world_size > 1 else "mp",
+        "distributed_executor_backend": _executor_backend(m.parallelism.world_size, on_gpu),
     }
+
+
+def _executor_backend(world_size: int, on_gpu: bool) -> str:
+    # vLLM's Ray executor places GPU workers in the replica's placement group. On
+    # CPU stock vLLM refuses it (and forces mp even for one worker), so workers are
+    # the engine's child processes.
+    return "ray" if on_gpu and world_size > 1 else "mp"
 
 
 def cuda_available() -> bool:

@@ -27,7 +27,7 @@ def running_replicas(deployment_status) -> int:
 class ServeBackend:
     def __init__(self, app_name: str, handles: dict[str, DeploymentHandle]):
         self._app = app_name
-        self._streams = {name: h.options(stream=True) for name, h in handles.items()}
+        self._streams = {name: h.options(stream=True, _by_reference=False) for name, h in handles.items()}
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         responses = self._streams[model].generate.remote(request)

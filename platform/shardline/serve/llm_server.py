@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from shardline.engine.protocol import Engine, EngineInfo, EngineStats, GenerationDelta, GenerationRequest
 from shardline.errors import DeadlineExceeded
+from shardline.serve.coalesce import coalesce
 from shardline.spec.model import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -40,23 +41,14 @@ class LLMServer:
         """Stream deltas; past `request.timeout_s` the engine request is aborted."""
         loop = asyncio.get_running_loop()
         deadline = None if request.timeout_s is None else loop.time() + request.timeout_s
-        stream = self._engine.generate(request)
+        interval = self._model.stream_interval_ms / 1000
         try:
-            while True:
-                # The timeout covers only the wait for the engine, never our `yield`:
-                # a cancellation must not land in the consumer's code.
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        delta = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise DeadlineExceeded(
-                        f"request {request.request_id} passed its deadline of {request.timeout_s:.3g} s"
-                    ) from None
+            async for delta in coalesce(self._engine.generate(request), interval, deadline):
                 yield delta
-        finally:
-            await stream.aclose()  # aborts the engine request if it had not finished
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"request {request.request_id} passed its deadline of {request.timeout_s:.3g} s"
+            ) from None
 
     async def check_health(self) -> None:
         await self._engine.check_health()

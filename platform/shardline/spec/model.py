@@ -98,6 +98,14 @@ class ModelSpec(StrictModel):
     parallelism: Parallelism = Field(default_factory=Parallelism)
     replicas: Replicas = Field(default_factory=Replicas)
     resources: WorkerResources = Field(default_factory=WorkerResources)
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables for the replica and its engine workers, e.g.
+    `VLLM_CPU_OMP_THREADS_BIND: "0"` to pin a CPU engine to one core."""
+    stream_interval_ms: float = Field(0.0, ge=0, le=1000)
+    """Tokens of one request that arrive within this window travel as one message
+    (the first and last go out at once). 0 sends as soon as possible, merging only
+    what piled up meanwhile. Larger values cut per-message CPU at each hop (replica,
+    router, client) at the cost of coarser inter-token timing; see bench/serving.py."""
     engine_args: dict[str, Any] = Field(default_factory=dict)
     """Extra `vllm.EngineArgs` fields. Keys are checked against vLLM's EngineArgs;
     keys the spec owns (model, dtype, parallel sizes, ...) are refused."""

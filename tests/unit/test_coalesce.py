@@ -1,0 +1,65 @@
+import asyncio
+
+import pytest
+
+from shardline.engine.protocol import GenerationDelta
+from shardline.errors import InvalidArgument
+from shardline.serve.coalesce import coalesce
+
+
+async def steps(n, gap_s, fail_at=None, log=None):
+    try:
+        for i in range(n):
+            await asyncio.sleep(gap_s)
+            if i == fail_at:
+                raise InvalidArgument("bad")
+            yield GenerationDelta(str(i), [i], "length" if i == n - 1 else None, 3, i + 1)
+    finally:
+        if log is not None:
+            log.append("closed")
+
+
+async def collect(stream):
+    return [d async for d in stream]
+
+
+async def test_merges_tokens_inside_the_interval_but_sends_the_first_at_once():
+    out = await collect(coalesce(steps(20, 0.005), interval_s=0.05))
+    assert out[0].token_ids == [0]
+    assert [t for d in out for t in d.token_ids] == list(range(20))
+    assert "".join(d.text for d in out) == "".join(map(str, range(20)))
+    assert len(out) < 8
+    assert out[-1].finish_reason == "length" and out[-1].completion_tokens == 20
+
+
+async def test_zero_interval_keeps_every_token_in_order():
+    out = await collect(coalesce(steps(50, 0), interval_s=0))
+    assert [t for d in out for t in d.token_ids] == list(range(50))
+
+
+async def test_last_delta_does_not_wait_for_the_interval():
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await collect(coalesce(steps(3, 0.001), interval_s=5.0))
+    assert loop.time() - start < 1.0
+
+
+async def test_errors_from_the_engine_propagate():
+    with pytest.raises(InvalidArgument):
+        await collect(coalesce(steps(5, 0, fail_at=2), interval_s=0))
+
+
+async def test_deadline_raises_timeout_and_closes_the_engine_stream():
+    log = []
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        await collect(coalesce(steps(1000, 0.01, log=log), 0, deadline=loop.time() + 0.1))
+    assert log == ["closed"]
+
+
+async def test_consumer_closing_early_closes_the_engine_stream():
+    log = []
+    stream = coalesce(steps(1000, 0.001, log=log), interval_s=0)
+    await anext(stream)
+    await stream.aclose()
+    assert log == ["closed"]
