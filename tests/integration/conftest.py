@@ -1,7 +1,7 @@
 """The real stack, started once per session: a local Ray cluster, Ray Serve, the
-router, and vLLM serving the tiny Llama with tensor parallelism 2 (the demo spec,
-on an ephemeral port). Engine start is the expensive part (~40 s), so every
-integration test shares this one deployment.
+router, and vLLM serving the demo spec (the trained kv-large tier with tensor
+parallelism 2 and kv-small with one worker) on an ephemeral port. Engine start is
+the expensive part (~40 s), so every integration test shares this one deployment.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class Deployment:
     def model(self) -> str:
         return self.spec.models[0].name
 
+    @property
+    def models(self) -> list[str]:
+        return [m.name for m in self.spec.models]
+
     def replica(self):
         return serve.get_deployment_handle(llm_deployment_name(self.model), app_name=APP)
 
@@ -49,11 +53,12 @@ def tiny_models() -> Path:
 
 
 @pytest.fixture(scope="session")
-def deployment(tiny_models) -> Deployment:
+def deployment() -> Deployment:
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     data["name"] = APP
     data["router"]["port"] = 0
-    data["models"][0]["path"] = str(tiny_models / "tiny-llama")
+    for model in data["models"]:
+        model["path"] = str(ROOT / model["path"])
     spec = validate_spec(data)
     lifecycle.connect(None, spec)
     try:

@@ -29,8 +29,10 @@ def test_replica_runs_a_tensor_parallel_two_engine(deployment):
     info = deployment.replica().info.remote().result()
     assert (info.tensor_parallel_size, info.pipeline_parallel_size) == (2, 1)
     with deployment.client() as client:
-        (model,) = client.list_models()
-    assert (model.name, model.tensor_parallel_size, model.ready_replicas) == (deployment.model, 2, 1)
+        models = {m.name: m for m in client.list_models()}
+    assert set(models) == set(deployment.models)
+    large = models[deployment.model]
+    assert (large.tensor_parallel_size, large.ready_replicas) == (2, 1)
 
 
 def test_stream_returns_tokens_text_finish_reason_and_usage(deployment):
@@ -114,10 +116,18 @@ def test_cli_status_and_generate_against_the_running_cluster(deployment):
     cli = [sys.executable, "-m", "shardline.cli.main"]
     status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert "llm-tiny-llama" in status.stdout and "HEALTHY" in status.stdout and "1/1" in status.stdout
+    assert "llm-kv-large" in status.stdout and "llm-kv-small" in status.stdout and "HEALTHY" in status.stdout and "1/1" in status.stdout
     gen = subprocess.run(
         cli + ["generate", "--target", deployment.target, "--model", deployment.model, "--max-tokens", "5", "--temperature", "0", "Hi"],
         capture_output=True, text=True, timeout=120,
     )
     assert gen.returncode == 0, gen.stderr
     assert "completion 5 tokens" in gen.stderr
+
+
+def test_trained_tiers_answer_the_retrieval_task_above_chance(deployment):
+    """Through the real gRPC path. Chance is 1 in 10,000 (four random digits)."""
+    from shardline.models.evaluate import evaluate
+
+    cells = {c.model: c for c in evaluate(deployment.target, deployment.models, [100], items=20)}
+    assert all(c.correct >= 2 for c in cells.values()), {m: c.correct for m, c in cells.items()}

@@ -1,4 +1,4 @@
-"""`shardline demo`: embedded cluster -> deploy -> stream a few generations -> table."""
+"""`shardline demo`: embedded cluster -> deploy -> ask each tier retrieval questions -> table."""
 
 from __future__ import annotations
 
@@ -11,60 +11,62 @@ from ray import serve
 from shardline.serve import lifecycle
 from shardline.cli.output import printable, say, table
 from shardline.client import Client
+from shardline.models import tasks
+from shardline.models.evaluate import ANSWER_TOKENS
 from shardline.spec.model import DeploymentSpec
 
-PROMPTS = (
-    "The code of amber is",
-    "Once upon a time there was a small village by the sea.",
-    "Question: what is two plus three? Answer:",
-)
+DEMO_CONTEXTS = (60, 250, 900)  # words of context before the question
+QUESTIONS_PER_CONTEXT = 1
 
 
 @dataclass(frozen=True)
 class StreamResult:
-    prompt: str
+    model: str
+    context_words: int
     ttft_s: float
     tokens: int
     total_s: float
-    finish_reason: str
+    text: str
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.total_s if self.total_s else 0.0
 
 
-def stream_to_terminal(client: Client, model: str, prompt: str, **sampling) -> StreamResult:
+def stream_to_terminal(client: Client, model: str, item: tasks.Item, context_words: int) -> StreamResult:
     start = time.perf_counter()
-    ttft, tokens, finish = None, 0, ""
-    say(f"\n> {prompt}\n", end="")
-    for chunk in client.stream(model, prompt, **sampling):
+    ttft, tokens, text = None, 0, []
+    say(f"\n[{model}] ...{item.prompt[-60:]}", end="")
+    for chunk in client.stream(model, item.prompt, max_tokens=ANSWER_TOKENS, temperature=0.0):
         if ttft is None and chunk.token_ids:
             ttft = time.perf_counter() - start
         tokens += len(chunk.token_ids)
-        finish = chunk.finish_reason or finish
+        text.append(chunk.text)
         say(printable(chunk.text), end="")
     say()
     total = time.perf_counter() - start
-    return StreamResult(prompt, ttft or total, tokens, total, finish)
+    return StreamResult(model, context_words, ttft or total, tokens, total, "".join(text))
 
 
-def run_demo(spec: DeploymentSpec, timeout_s: float, max_tokens: int = 32) -> list[StreamResult]:
+def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
     lifecycle.connect(None, spec)
     try:
         endpoint = lifecycle.deploy(spec, timeout_s, progress=lambda line: say(f"  {line}"))
-        model = spec.models[0]
-        say(f"router SERVING at {endpoint.target}; model {model.name} "
-            f"(TP={model.parallelism.tensor}, PP={model.parallelism.pipeline})")
+        say(f"router SERVING at {endpoint.target}")
+        for m in spec.models:
+            say(f"  model {m.name} (TP={m.parallelism.tensor}, PP={m.parallelism.pipeline})")
+        results, rows = [], []
         with Client(endpoint.target) as client:
-            results = [
-                stream_to_terminal(client, model.name, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
-                for p in PROMPTS
-            ]
+            for words in DEMO_CONTEXTS:
+                for item in tasks.items_for_length(words, QUESTIONS_PER_CONTEXT, words):
+                    for m in spec.models:
+                        r = stream_to_terminal(client, m.name, item, words)
+                        results.append(r)
+                        right = "yes" if tasks.score(item, r.text) else "no"
+                        rows.append((m.name, words, r.ttft_s * 1000, r.tokens, r.tokens_per_s,
+                                     r.text.strip(), item.answer, right))
         say()
-        say(table(
-            ["prompt", "TTFT ms", "tokens", "tokens/s", "finish"],
-            [(r.prompt[:32], r.ttft_s * 1000, r.tokens, r.tokens_per_s, r.finish_reason) for r in results],
-        ))
+        say(table(["model", "context words", "TTFT ms", "tokens", "tokens/s", "answer", "expected", "right"], rows))
         return results
     finally:
         serve.shutdown()

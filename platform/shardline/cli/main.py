@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("dir")
     b.add_argument("--force", action="store_true", help="rebuild even when present")
     b.set_defaults(func=cmd_build_tiny)
+    t = models.add_parser("train-tiny", help="train the retrieval-task tiers (kv-small, kv-large, kv-moe) into DIR")
+    t.add_argument("dir")
+    t.add_argument("--tier", action="append", help="only this tier (repeatable)")
+    t.set_defaults(func=cmd_train_tiny)
+
+    p = sub.add_parser("eval", help="accuracy on the retrieval task through a running router")
+    p.add_argument("--target", default="localhost:50051", help="router host:port")
+    p.add_argument("--model", action="append", required=True, help="model to evaluate (repeatable)")
+    p.add_argument("--lengths", default="100,300,1000", help="context lengths in words, comma-separated")
+    p.add_argument("--items", type=int, default=50, help="items per model and length")
+    p.add_argument("--out", help="write the results as JSON here")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("up", help="deploy a spec and wait until it serves")
     p.add_argument("spec")
@@ -106,6 +118,30 @@ def cmd_build_tiny(args) -> int:
 
     for path in build_tiny_models(args.dir, force=args.force):
         say(str(path))
+    return 0
+
+
+def cmd_train_tiny(args) -> int:
+    from shardline.models.train import train_all
+
+    train_all(args.dir, args.tier, log=say)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import json
+
+    from shardline.models.evaluate import evaluate
+
+    lengths = [int(x) for x in args.lengths.split(",")]
+    cells = evaluate(args.target, args.model, lengths, args.items)
+    rows = [(c.model, c.context_words, c.items, f"{c.accuracy:.2f}", c.as_dict()["tokens_per_s"]) for c in cells]
+    say(table(["model", "context words", "items", "accuracy", "tokens/s"], rows))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"target": args.target, "cells": [c.as_dict() for c in cells]}, f, indent=2)
+            f.write("\n")
+        say(f"wrote {args.out}")
     return 0
 
 

@@ -90,8 +90,8 @@ def _build_atomically(recipe: TinyRecipe, target: Path) -> None:
 def write_model(recipe: TinyRecipe, directory: Path) -> None:
     tokenizer = train_tokenizer(recipe.vocab_size)
     tokenizer.save(str(directory / "tokenizer.json"))
-    _write_json(directory / "tokenizer_config.json", _tokenizer_config(recipe))
-    _write_json(directory / "config.json", hf_config(recipe, tokenizer))
+    write_json(directory / "tokenizer_config.json", tokenizer_config(recipe))
+    write_json(directory / "config.json", hf_config(recipe, tokenizer))
     save_file(init_weights(recipe), str(directory / "model.safetensors"), {"format": "pt"})
 
 
@@ -184,7 +184,7 @@ def _mlp_shapes(recipe: TinyRecipe, prefix: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _tokenizer_config(recipe: TinyRecipe) -> dict:
+def tokenizer_config(recipe: TinyRecipe) -> dict:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": "<s>",
@@ -205,5 +205,5 @@ def _fingerprint(recipe: TinyRecipe) -> dict:
     return {"recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "corpus_sha256": corpus_sha}
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
