@@ -6,7 +6,7 @@ MODELS := .cache/models
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install models demo test test-unit protos schema engine-args bench clean
+.PHONY: install models train-models demo test test-unit protos schema engine-args bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 
 models: $(STAMP)
 	$(BIN)/shardline models build-tiny $(MODELS)
+
+# Retrains the committed tiers in models/trained (minutes; CI never does this).
+train-models: $(STAMP)
+	$(BIN)/shardline models train-tiny models/trained
 
 demo: models
 	$(BIN)/shardline demo deployments/demo.yaml

@@ -17,6 +17,6 @@ def test_demo_answers_with_both_tiers_and_exits_zero():
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "router SERVING at" in run.stdout and "kv-large (TP=2, PP=1)" in run.stdout
     table = run.stdout.split("TTFT ms")[1].splitlines()[2:]
-    assert sum(row.startswith("kv-large") for row in table) == 3
-    assert sum(row.startswith("kv-small") for row in table) == 3
+    assert sum(row.startswith("kv-large") for row in table) == 6
+    assert sum(row.startswith("kv-small") for row in table) == 6
     assert any(row.rstrip().endswith("yes") for row in table)  # trained models answer

@@ -131,3 +131,12 @@ def test_trained_tiers_answer_the_retrieval_task_above_chance(deployment):
 
     cells = {c.model: c for c in evaluate(deployment.target, deployment.models, [100], items=20)}
     assert all(c.correct >= 2 for c in cells.values()), {m: c.correct for m, c in cells.items()}
+
+
+def test_cli_down_removes_the_deployment(deployment):
+    """Runs last in this module (and this module last): it deletes the shared app."""
+    cli = [sys.executable, "-m", "shardline.cli.main"]
+    down = subprocess.run(cli + ["down", "--name", "shardline-it"], capture_output=True, text=True, timeout=180)
+    assert down.returncode == 0, down.stderr
+    status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 1 and "no application named 'shardline-it'" in status.stderr

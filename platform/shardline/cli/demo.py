@@ -15,8 +15,8 @@ from shardline.models import tasks
 from shardline.models.evaluate import ANSWER_TOKENS
 from shardline.spec.model import DeploymentSpec
 
-DEMO_CONTEXTS = (60, 250, 900)  # words of context before the question
-QUESTIONS_PER_CONTEXT = 1
+DEMO_CONTEXTS = (80, 250, 800)  # words of context before the question
+QUESTIONS_PER_CONTEXT = 2
 
 
 @dataclass(frozen=True)

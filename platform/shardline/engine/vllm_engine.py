@@ -73,7 +73,7 @@ class VLLMEngine:
                     prompt_tokens=len(prompt_ids),
                     completion_tokens=generated,
                 )
-        except (InvalidArgument, asyncio.CancelledError, GeneratorExit):
+        except InvalidArgument:
             raise
         except Exception as exc:
             raise EngineFailure(f"engine failed on request {request.request_id}: {exc}") from exc

@@ -49,7 +49,7 @@ class Tier:
 # Mixtral-style MoE for the expert-parallel work.
 TIERS = (
     Tier("kv-small", layers=2, hidden=64, heads=2, steps=2000, seed=11),
-    Tier("kv-large", layers=4, hidden=128, heads=4, steps=4000, seed=12),
+    Tier("kv-large", layers=4, hidden=128, heads=4, steps=6000, seed=12, max_train_words=320),
     Tier("kv-moe", layers=2, hidden=128, heads=4, steps=3000, experts=4, seed=13),
 )
 
