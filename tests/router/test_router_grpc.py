@@ -6,6 +6,7 @@ limits) is tested fast. tests/integration repeats the essentials on real vLLM.
 """
 
 import asyncio
+import contextlib
 
 import grpc
 import pytest
@@ -42,12 +43,20 @@ async def start_stack(step_s=0.0, **spec_overrides):
     return Stack(spec, engine, backend, router, channel)
 
 
+@contextlib.asynccontextmanager
+async def running_stack(**kwargs):
+    s = await start_stack(**kwargs)
+    try:
+        yield s
+    finally:
+        await s.channel.close()
+        await s.router.stop(0)
+
+
 @pytest.fixture
 async def stack():
-    s = await start_stack()
-    yield s
-    await s.channel.close()
-    await s.router.stop(0)
+    async with running_stack() as s:
+        yield s
 
 
 async def rpc_error(call) -> grpc.aio.AioRpcError:
@@ -100,8 +109,7 @@ async def _drain(stream):
 
 
 async def test_health_is_not_serving_until_replicas_are_ready():
-    s = await start_stack()
-    try:
+    async with running_stack() as s:
         s.backend.ready = {"tiny-llama": 0}
         await s.router.refresh_health()
         assert await s.health_of() == NOT_SERVING
@@ -112,9 +120,6 @@ async def test_health_is_not_serving_until_replicas_are_ready():
         await s.router.refresh_health()
         assert await s.health_of() == SERVING
         assert await s.health_of("shardline.v1.Inference") == SERVING
-    finally:
-        await s.channel.close()
-        await s.router.stop(0)
 
 
 async def test_reflection_lists_the_services(stack):
@@ -126,8 +131,7 @@ async def test_reflection_lists_the_services(stack):
 
 
 async def test_client_cancel_aborts_the_engine_request():
-    s = await start_stack(step_s=0.01)
-    try:
+    async with running_stack(step_s=0.01) as s:
         call = s.stub.GenerateStream(make_request(max_tokens=4000))
         async for _ in call:
             break
@@ -138,14 +142,10 @@ async def test_client_cancel_aborts_the_engine_request():
             await asyncio.sleep(0.01)
         assert len(s.engine.aborted) == 1 and not s.engine.unfinished
         assert s.router.servicer.in_flight == 0
-    finally:
-        await s.channel.close()
-        await s.router.stop(0)
 
 
 async def test_client_deadline_aborts_the_engine_request():
-    s = await start_stack(step_s=0.01)
-    try:
+    async with running_stack(step_s=0.01) as s:
         error = await rpc_error(s.stub.Generate(make_request(max_tokens=4000), timeout=0.3))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         for _ in range(200):
@@ -153,26 +153,18 @@ async def test_client_deadline_aborts_the_engine_request():
                 break
             await asyncio.sleep(0.01)
         assert len(s.engine.aborted) == 1 and not s.engine.unfinished
-    finally:
-        await s.channel.close()
-        await s.router.stop(0)
 
 
 async def test_requests_without_deadline_get_the_default_cap():
-    s = await start_stack(step_s=0.01, limits={"default_deadline_s": 0.2})
-    try:
+    async with running_stack(step_s=0.01, limits={"default_deadline_s": 0.2}) as s:
         error = await rpc_error(s.stub.Generate(make_request(max_tokens=4000)))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "passed its deadline of 0.2 s" in error.details()
         assert len(s.engine.aborted) == 1
-    finally:
-        await s.channel.close()
-        await s.router.stop(0)
 
 
 async def test_in_flight_limit_rejects_with_resource_exhausted():
-    s = await start_stack(step_s=0.01, limits={"max_concurrent_requests": 2})
-    try:
+    async with running_stack(step_s=0.01, limits={"max_concurrent_requests": 2}) as s:
         calls = [s.stub.GenerateStream(make_request(max_tokens=1000)) for _ in range(2)]
         for call in calls:
             await call.read()
@@ -181,9 +173,6 @@ async def test_in_flight_limit_rejects_with_resource_exhausted():
         assert "router has 2 requests in flight; max_concurrent_requests is 2" in error.details()
         for call in calls:
             call.cancel()
-    finally:
-        await s.channel.close()
-        await s.router.stop(0)
 
 
 async def test_unexpected_replica_errors_become_internal_not_a_crash(stack):

@@ -3,8 +3,9 @@
     shardline models train-tiny models/trained
 
 Each tier is a Hugging Face Llama / Mixtral trained with PyTorch (transformers'
-modelling code), loss on the answer tokens only, on contexts of 64 to
-`max_train_words` words. The result is written in the same layout as the
+modelling code), loss on the answer tokens only, on contexts of 32 to
+`warmup_words` words for the first half of the steps and up to
+`max_train_words` after. The result is written in the same layout as the
 random-weight tiny models (config.json, model.safetensors, tokenizer) so vLLM
 loads it offline, plus a manifest of sha256 hashes and the training command.
 """
