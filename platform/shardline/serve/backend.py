@@ -27,6 +27,8 @@ def running_replicas(deployment_status) -> int:
 class ServeBackend:
     def __init__(self, app_name: str, handles: dict[str, DeploymentHandle]):
         self._app = app_name
+        # `_by_reference=False`: Serve streams results over its replica gRPC channel
+        # instead of Ray object references: about 1.4x the throughput here (README).
         self._streams = {name: h.options(stream=True, _by_reference=False) for name, h in handles.items()}
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
