@@ -40,6 +40,11 @@ class VLLMEngine:
         self._aborted = 0
 
     async def start(self) -> None:
+        if not os.path.isfile(os.path.join(self._model.path, "config.json")):
+            raise EngineFailure(
+                f"model {self._model.name!r}: no Hugging Face model at {self._model.path} "
+                f"(no config.json) on this node"
+            )
         on_gpu = cuda_available()
         if not on_gpu:
             configure_cpu_environment(self._model.parallelism.world_size)

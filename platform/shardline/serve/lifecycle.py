@@ -102,8 +102,17 @@ def _progress_line(app: str) -> tuple[str, bool]:
         parts.append(f"{name}: {states}")
     state = enum_value(status.status)
     failed = state in ("DEPLOY_FAILED", "UNHEALTHY")
-    detail = f" ({status.message.splitlines()[0]})" if failed and status.message else ""
+    detail = f" ({_failure_cause(status)})" if failed else ""
     return f"{state}{detail} | " + "; ".join(parts), failed
+
+
+def _failure_cause(app_status) -> str:
+    """The replica's own error (last line of its traceback), not Serve's summary."""
+    for name, dep in sorted(app_status.deployments.items()):
+        lines = [line.strip() for line in (dep.message or "").splitlines() if line.strip()]
+        if enum_value(dep.status) in ("DEPLOY_FAILED", "UNHEALTHY") and lines:
+            return f"{name}: {lines[-1]}"
+    return (app_status.message or "").splitlines()[0] if app_status.message else "unknown cause"
 
 
 def _serving(endpoint: Endpoint) -> bool:
