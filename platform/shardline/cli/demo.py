@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from shardline.serve import lifecycle
 from shardline.cli.output import printable, say, table
 from shardline.client import Client
 from shardline.models import tasks
 from shardline.models.evaluate import ANSWER_TOKENS
+from shardline.serve import lifecycle
 from shardline.spec.model import DeploymentSpec
 
 DEMO_CONTEXTS = (80, 250, 800)  # words of context before the question
