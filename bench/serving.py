@@ -78,6 +78,16 @@ async def run_load(name: str, one_request, streams: int, requests: int) -> Phase
     return PhaseResult(name, streams * requests, tokens, time.perf_counter() - start, ttfts)
 
 
+async def first_token_and_count(counts) -> tuple[float, int]:
+    """Consume an async iterator of per-event token counts: (TTFT s, total tokens)."""
+    start, ttft, n = time.perf_counter(), None, 0
+    async for k in counts:
+        n += k
+        if ttft is None and n:
+            ttft = time.perf_counter() - start
+    return ttft, n
+
+
 async def direct_phase(model, args) -> PhaseResult:
     from vllm import SamplingParams
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -96,12 +106,8 @@ async def direct_phase(model, args) -> PhaseResult:
                             output_kind=RequestOutputKind.DELTA)
 
     async def one_request(prompt: str) -> tuple[float, int]:
-        start, ttft, n = time.perf_counter(), None, 0
-        async for out in llm.generate({"prompt": prompt}, params, uuid.uuid4().hex):
-            n += len(out.outputs[0].token_ids)
-            if ttft is None and n:
-                ttft = time.perf_counter() - start
-        return ttft, n
+        outputs = llm.generate({"prompt": prompt}, params, uuid.uuid4().hex)
+        return await first_token_and_count(len(out.outputs[0].token_ids) async for out in outputs)
 
     try:
         await one_request("warm up")
@@ -185,13 +191,8 @@ async def router_phase(spec, args) -> PhaseResult:
         async with AsyncClient(f"127.0.0.1:{endpoint.port}") as client:
 
             async def one_request(prompt: str) -> tuple[float, int]:
-                start, ttft, n = time.perf_counter(), None, 0
-                async for chunk in client.stream(model, prompt, max_tokens=args.max_tokens,
-                                                 temperature=0.0, ignore_eos=True):
-                    n += len(chunk.token_ids)
-                    if ttft is None and n:
-                        ttft = time.perf_counter() - start
-                return ttft, n
+                chunks = client.stream(model, prompt, max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
+                return await first_token_and_count(len(c.token_ids) async for c in chunks)
 
             await one_request("warm up")
             return await run_load("shardline gRPC router", one_request, args.streams, args.requests)

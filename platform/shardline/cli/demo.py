@@ -11,7 +11,7 @@ from ray import serve
 from shardline.cli.output import printable, say, table
 from shardline.client import Client
 from shardline.models import tasks
-from shardline.models.evaluate import ANSWER_TOKENS
+from shardline.models.evaluate import ANSWER_SAMPLING
 from shardline.serve import lifecycle
 from shardline.spec.model import DeploymentSpec
 
@@ -37,7 +37,7 @@ def stream_to_terminal(client: Client, model: str, item: tasks.Item, context_wor
     start = time.perf_counter()
     ttft, tokens, text = None, 0, []
     say(f"\n[{model}] ...{item.prompt[-60:]}", end="")
-    for chunk in client.stream(model, item.prompt, max_tokens=ANSWER_TOKENS, temperature=0.0):
+    for chunk in client.stream(model, item.prompt, **ANSWER_SAMPLING):
         if ttft is None and chunk.token_ids:
             ttft = time.perf_counter() - start
         tokens += len(chunk.token_ids)

@@ -135,7 +135,7 @@ def cmd_eval(args) -> int:
 
     lengths = [int(x) for x in args.lengths.split(",")]
     cells = evaluate(args.target, args.model, lengths, args.items)
-    rows = [(c.model, c.context_words, c.items, f"{c.accuracy:.2f}", c.as_dict()["tokens_per_s"]) for c in cells]
+    rows = [(c.model, c.context_words, c.items, f"{c.accuracy:.2f}", c.tokens_per_s) for c in cells]
     say(table(["model", "context words", "items", "accuracy", "tokens/s"], rows))
     if args.out:
         with open(args.out, "w") as f:

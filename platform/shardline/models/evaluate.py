@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 from shardline.client import Client
 from shardline.models import tasks
 
-ANSWER_TOKENS = 8  # four digits and </s>, with room for a wrong, longer answer
+# Greedy, four digits and </s> with room for a wrong, longer answer. The demo
+# streams with the same settings.
+ANSWER_SAMPLING = {"max_tokens": 8, "temperature": 0.0}
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,12 @@ class Cell:
     def accuracy(self) -> float:
         return self.correct / self.items
 
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.seconds
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "accuracy": round(self.accuracy, 3),
-                "tokens_per_s": round(self.completion_tokens / self.seconds, 1)}
+        return {**asdict(self), "accuracy": round(self.accuracy, 3), "tokens_per_s": round(self.tokens_per_s, 1)}
 
 
 def evaluate(target: str, models: list[str], lengths: list[int], items: int, seed: int = 0,
@@ -54,4 +59,4 @@ def evaluate(target: str, models: list[str], lengths: list[int], items: int, see
 
 def ask(client: Client, model: str, item: tasks.Item):
     """Greedy completion of one item (the demo and `evaluate` ask the same way)."""
-    return client.generate(model, item.prompt, max_tokens=ANSWER_TOKENS, temperature=0.0, timeout=120)
+    return client.generate(model, item.prompt, timeout=120, **ANSWER_SAMPLING)

@@ -1,7 +1,8 @@
 """Ray cluster and Serve application lifecycle: connect, deploy, wait, remove.
 
-Used by the CLI, the tests and the benchmarks. `shardline up` deploys onto a running cluster when `--address`/RAY_ADDRESS is given, or
-starts an embedded one in this process (which then lives as long as `up` does).
+Used by the CLI, the tests and the benchmarks. `shardline up` deploys onto a
+running cluster when `--address`/RAY_ADDRESS is given, or starts an embedded one
+in this process (which then lives as long as `up` does).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from ray import serve
 
 from shardline.client import Client
 from shardline.errors import ShardlineError
-from shardline.serve.backend import enum_value
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
+from shardline.serve.backend import enum_value
 from shardline.spec.model import DeploymentSpec
 
 POLL_S = 1.0
+FAILED_STATES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
 class DeployError(ShardlineError):
@@ -101,7 +103,7 @@ def _progress_line(app: str) -> tuple[str, bool]:
         states = states or "no replicas"
         parts.append(f"{name}: {states}")
     state = enum_value(status.status)
-    failed = state in ("DEPLOY_FAILED", "UNHEALTHY")
+    failed = state in FAILED_STATES
     detail = f" ({_failure_cause(status)})" if failed else ""
     return f"{state}{detail} | " + "; ".join(parts), failed
 
@@ -110,7 +112,7 @@ def _failure_cause(app_status) -> str:
     """The replica's own error (last line of its traceback), not Serve's summary."""
     for name, dep in sorted(app_status.deployments.items()):
         lines = [line.strip() for line in (dep.message or "").splitlines() if line.strip()]
-        if enum_value(dep.status) in ("DEPLOY_FAILED", "UNHEALTHY") and lines:
+        if enum_value(dep.status) in FAILED_STATES and lines:
             return f"{name}: {lines[-1]}"
     return (app_status.message or "").splitlines()[0] if app_status.message else "unknown cause"
 
