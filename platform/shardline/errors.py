@@ -50,3 +50,7 @@ class EngineFailure(RequestError):
     """The engine died or raised while serving the request."""
 
     grpc_code = "INTERNAL"
+
+
+class IntegrityError(ShardlineError):
+    """A model directory does not match its signed manifest (or is not signed)."""

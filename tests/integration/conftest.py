@@ -2,10 +2,12 @@
 router, and vLLM serving the demo spec (the trained kv-large tier with tensor
 parallelism 2 and kv-small with one worker) on an ephemeral port. Engine start is
 the expensive part (~40 s), so every integration test shares this one deployment.
+Its models are signed copies that the replicas verify before loading.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from ray import serve
 
 from shardline.client import Client
 from shardline.models.tiny import build_tiny_models
+from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
 from shardline.serve.backend import llm_deployment_name
 from shardline.spec import DeploymentSpec, validate_spec
@@ -53,12 +56,18 @@ def tiny_models() -> Path:
 
 
 @pytest.fixture(scope="session")
-def deployment() -> Deployment:
+def deployment(tmp_path_factory) -> Deployment:
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     data["name"] = APP
     data["router"]["port"] = 0
+    signed = tmp_path_factory.mktemp("signed")
+    public = generate_key(signed / "signing.key")
     for model in data["models"]:
-        model["path"] = str(ROOT / model["path"])
+        # Replicas verify a signed copy of each model before loading it: the whole
+        # suite runs on the integrity-checked path.
+        copy = shutil.copytree(ROOT / model["path"], signed / model["name"])
+        sign_model(copy, signed / "signing.key")
+        model.update(path=str(copy), integrity={"public_key": public})
     spec = validate_spec(data)
     lifecycle.connect(None, spec)
     try:

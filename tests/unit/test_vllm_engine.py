@@ -17,3 +17,32 @@ def test_engine_kwargs_come_from_the_spec_and_the_spec_wins():
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["enable_expert_parallel"] is True
     assert kwargs["distributed_executor_backend"] == "mp" and kwargs["enforce_eager"] is True
     assert engine_kwargs(spec.models[0], on_gpu=True)["distributed_executor_backend"] == "ray"
+
+
+async def test_tampered_signed_model_is_refused_before_vllm_loads_it(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from shardline.errors import IntegrityError
+    from shardline.security.integrity import generate_key, sign_model
+
+    model = tmp_path / "kv-small"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "trained" / "kv-small", model)
+    public = generate_key(tmp_path / "k")
+    sign_model(model, tmp_path / "k")
+    (model / "generation_config.json").write_text("{}")
+    spec = make_spec(model={"path": str(model), "integrity": {"public_key": public}})
+    with pytest.raises(IntegrityError, match="unexpected file generation_config.json"):
+        await VLLMEngine(spec.models[0]).start()
+
+
+def test_signed_models_load_safetensors_only():
+    from shardline.errors import SpecError
+
+    public = "A" * 43 + "="
+    spec = make_spec(model={"integrity": {"public_key": public}})
+    assert engine_kwargs(spec.models[0], on_gpu=False)["load_format"] == "safetensors"
+    with pytest.raises(SpecError, match=r"load_format \('pt'\) must be 'safetensors' when integrity is set"):
+        make_spec(model={"integrity": {"public_key": public}, "engine_args": {"load_format": "pt"}})
+    with pytest.raises(SpecError, match="decodes to 3 bytes; an Ed25519 key has 32"):
+        make_spec(model={"integrity": {"public_key": "AAAA"}})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -11,7 +12,7 @@ import threading
 import grpc
 
 from shardline.cli.output import printable, say, table, warn
-from shardline.errors import ShardlineError
+from shardline.errors import IntegrityError, ShardlineError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("dir")
     t.add_argument("--tier", action="append", help="only this tier (repeatable)")
     t.set_defaults(func=cmd_train_tiny)
+
+    p = sub.add_parser("keygen", help="write a new Ed25519 signing key to KEY; print its public key")
+    p.add_argument("key", help="private key file to create (PEM, mode 0600)")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="write a signed manifest (sha256 of every file) into MODEL_DIR")
+    p.add_argument("model_dir")
+    p.add_argument("--key", required=True, help="Ed25519 private key file (from `shardline keygen`)")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("verify", help="check MODEL_DIR against its signed manifest")
+    p.add_argument("model_dir")
+    p.add_argument("--public-key", required=True, help="base64 public key, or a file holding it")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("eval", help="accuracy on the retrieval task through a running router")
     p.add_argument("--target", default="localhost:50051", help="router host:port")
@@ -125,6 +140,39 @@ def cmd_train_tiny(args) -> int:
     from shardline.models.train import train_all
 
     train_all(args.dir, args.tier, log=say)
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    from shardline.security.integrity import generate_key
+
+    public = generate_key(args.key)
+    with open(f"{args.key}.pub", "w") as f:
+        f.write(public + "\n")
+    say(f"private key: {args.key}\npublic key ({args.key}.pub): {public}")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from shardline.security.integrity import MANIFEST, sign_model
+
+    manifest = sign_model(args.model_dir, args.key)
+    say(f"signed {len(manifest['files'])} files: {os.path.join(args.model_dir, MANIFEST)}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from shardline.security.integrity import verify_model
+
+    key = args.public_key
+    if os.path.isfile(key):
+        with open(key) as f:
+            key = f.read()
+    try:
+        manifest = verify_model(args.model_dir, key)
+    except ValueError as exc:  # an unparsable key
+        raise IntegrityError(str(exc)) from None
+    say(f"{args.model_dir}: ok ({len(manifest['files'])} files match the signed manifest)")
     return 0
 
 

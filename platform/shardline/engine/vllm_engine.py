@@ -24,6 +24,7 @@ from shardline.engine.protocol import (
     GenerationRequest,
 )
 from shardline.errors import EngineFailure, InvalidArgument
+from shardline.security.integrity import verify_model
 from shardline.spec.model import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class VLLMEngine:
                 f"model {self._model.name!r}: no Hugging Face model at {self._model.path} "
                 f"(no config.json) on this node"
             )
+        if self._model.integrity:
+            # Before vLLM opens a single file; hashing a large model takes seconds.
+            await asyncio.to_thread(verify_model, self._model.path, self._model.integrity.public_key)
         on_gpu = cuda_available()
         if not on_gpu:
             configure_cpu_environment(self._model.parallelism.world_size)
@@ -153,6 +157,8 @@ def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
         "pipeline_parallel_size": m.parallelism.pipeline,
         "enable_expert_parallel": m.parallelism.expert > 1,
         "distributed_executor_backend": _executor_backend(m.parallelism.world_size, on_gpu),
+        # A signed model loads exactly what was verified: safetensors, nothing pickled.
+        **({"load_format": "safetensors"} if m.integrity else {}),
     }
 
 

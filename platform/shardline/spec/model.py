@@ -84,6 +84,23 @@ class WorkerResources(StrictModel):
         return bundle
 
 
+class Integrity(StrictModel):
+    """Signed-manifest verification, done by each replica before the engine loads weights."""
+
+    public_key: str
+    """Ed25519 public key, base64 of the raw 32 bytes (`shardline keygen` prints it).
+    The model directory must hold a manifest signed by the matching private key
+    (`shardline sign`); any extra, missing or modified file refuses the replica."""
+
+    @field_validator("public_key")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from shardline.security.integrity import parse_public_key
+
+        parse_public_key(value)
+        return value.strip()
+
+
 class ModelSpec(StrictModel):
     """One served model: weights, sharding, replicas and engine options."""
 
@@ -106,6 +123,9 @@ class ModelSpec(StrictModel):
     (the first and last go out at once). 0 sends as soon as possible, merging only
     what piled up meanwhile. Larger values cut per-message CPU at each hop (replica,
     router, client) at the cost of coarser inter-token timing; see bench/serving.py."""
+    integrity: Integrity | None = None
+    """When set, replicas refuse a model directory that does not match its signed
+    manifest, and load safetensors weights only."""
     engine_args: dict[str, Any] = Field(default_factory=dict)
     """Extra `vllm.EngineArgs` fields. Keys are checked against vLLM's EngineArgs;
     keys the spec owns (model, dtype, parallel sizes, ...) are refused."""
@@ -120,6 +140,16 @@ class ModelSpec(StrictModel):
     def _known_engine_args(cls, value: dict[str, Any]) -> dict[str, Any]:
         check_engine_args(value)
         return value
+
+    @model_validator(mode="after")
+    def _signed_models_load_safetensors(self) -> ModelSpec:
+        load_format = self.engine_args.get("load_format", "safetensors")
+        if self.integrity and load_format != "safetensors":
+            raise ValueError(
+                f"engine_args.load_format ({load_format!r}) must be 'safetensors' when integrity "
+                "is set: only the verified safetensors files may be loaded"
+            )
+        return self
 
 
 class RouterLimits(StrictModel):

@@ -1,0 +1,1 @@
+"""Security: who may call (auth) and what may be loaded (model integrity)."""
