@@ -46,24 +46,43 @@ def make_request(
     return pb.GenerateRequest(model=model, prompt=prompt, sampling=sampling, request_id=request_id)
 
 
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    """Call metadata carrying a bearer token (None without one)."""
+    return (("authorization", f"Bearer {token}"),) if token else None
+
+
 class Client:
-    def __init__(self, target: str = "localhost:50051"):
-        self._channel = grpc.insecure_channel(target)
+    """`token`: the tenant's bearer token, when the router requires auth.
+    `credentials`: `grpc.ssl_channel_credentials(...)` for a TLS / mutual-TLS router."""
+
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ):
+        self._channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+        self._metadata = auth_metadata(token)
         self._stub = pb_grpc.InferenceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
-        return self._stub.Generate(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return self._stub.Generate(request, timeout=timeout, metadata=self._metadata)
 
     def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> Iterator[pb.GenerateChunk]:
-        return self._stub.GenerateStream(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return self._stub.GenerateStream(request, timeout=timeout, metadata=self._metadata)
 
     def list_models(self, timeout: float | None = 10.0) -> list[pb.ModelInfo]:
-        return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout).models)
+        reply = self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._metadata)
+        return list(reply.models)
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         """"SERVING" or "NOT_SERVING" for `service` ("" = the whole router)."""
-        reply = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        request = health_pb2.HealthCheckRequest(service=service)
+        reply = self._health.Check(request, timeout=timeout, metadata=self._metadata)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def close(self) -> None:
@@ -77,15 +96,27 @@ class Client:
 
 
 class AsyncClient:
-    def __init__(self, target: str = "localhost:50051"):
-        self._channel = grpc.aio.insecure_channel(target)
+    """The same options as `Client`, on grpc.aio."""
+
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ):
+        aio = grpc.aio
+        self._channel = aio.secure_channel(target, credentials) if credentials else aio.insecure_channel(target)
+        self._metadata = auth_metadata(token)
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     async def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
-        return await self._stub.Generate(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return await self._stub.Generate(request, timeout=timeout, metadata=self._metadata)
 
     def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> AsyncIterator[pb.GenerateChunk]:
-        return self._stub.GenerateStream(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return self._stub.GenerateStream(request, timeout=timeout, metadata=self._metadata)
 
     async def close(self) -> None:
         await self._channel.close()

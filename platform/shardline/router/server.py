@@ -17,6 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shardline.router.backend import Backend
+from shardline.security.auth import router_interceptors
+from shardline.security.tls import server_credentials
 from shardline.router.servicer import InferenceServicer
 from shardline.spec.model import DeploymentSpec
 from shardline.v1 import inference_pb2, inference_pb2_grpc
@@ -48,6 +50,7 @@ class RouterServer:
         cfg = self._spec.router
         limit = max(self._spec.router.limits.max_prompt_bytes * 2, 4 * 1024 * 1024)
         server = grpc.aio.server(
+            interceptors=router_interceptors(cfg),
             options=[
                 ("grpc.max_receive_message_length", min(limit, MAX_MESSAGE_BYTES)),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -59,7 +62,9 @@ class RouterServer:
         if cfg.reflection:
             names = (INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        creds = server_credentials(cfg.tls) if cfg.tls else None
+        self.port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"router cannot bind {cfg.host}:{cfg.port}")
         await self._set_health({m.name: 0 for m in self._spec.models})

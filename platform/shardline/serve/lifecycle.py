@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from shardline.client import Client
 from shardline.errors import ShardlineError
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
 from shardline.serve.backend import enum_value
@@ -75,18 +74,25 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
         if failed:
             raise DeployError(f"deployment failed: {line}")
         if line.startswith("RUNNING"):
-            endpoint = router_endpoint(spec.name)
-            if _serving(endpoint):
+            endpoint, ready = _router_view(spec.name)
+            if all(ready.get(m.name) for m in spec.models):
                 return endpoint
         time.sleep(POLL_S)
     raise DeployError(f"not healthy after {timeout_s:.0f} s: {last}")
 
 
 def router_endpoint(app: str) -> Endpoint:
+    return _router_view(app)[0]
+
+
+def _router_view(app: str) -> tuple[Endpoint, dict[str, int]]:
+    """The router's address and its fresh count of ready replicas per model. Asked
+    through Serve, not over gRPC: the router's port may require TLS or a token, and
+    a RUNNING router replica is already listening (it binds in its constructor)."""
     router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=app)
-    router.refresh_health.remote().result(timeout_s=30)
+    ready = router.refresh_health.remote().result(timeout_s=30)
     info = router.endpoint.remote().result(timeout_s=30)
-    return Endpoint(info["host"], info["port"])
+    return Endpoint(info["host"], info["port"]), ready
 
 
 def undeploy(app: str) -> None:
@@ -115,11 +121,3 @@ def _failure_cause(app_status) -> str:
         if enum_value(dep.status) in FAILED_STATES and lines:
             return f"{name}: {lines[-1]}"
     return (app_status.message or "").splitlines()[0] if app_status.message else "unknown cause"
-
-
-def _serving(endpoint: Endpoint) -> bool:
-    try:
-        with Client(endpoint.target) as client:
-            return client.health() == "SERVING"
-    except Exception:  # not listening yet
-        return False

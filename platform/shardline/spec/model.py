@@ -178,6 +178,42 @@ class RouterLimits(StrictModel):
         return self
 
 
+class RouterAuth(StrictModel):
+    """Bearer-token authentication on every router RPC, with per-tenant rate limits."""
+
+    tokens_file: str = Field(min_length=1)
+    """File of `tenant=token` lines (e.g. a mounted Kubernetes Secret), read by the
+    router when it starts. Tokens never appear in the spec."""
+    exempt: tuple[Literal["health", "reflection"], ...] = Field(("health",), strict=False)
+    """Services answered without a token. Health by default, so load balancers and
+    Kubernetes probes can check readiness."""
+    requests_per_s: float | None = Field(None, gt=0, le=1_000_000)
+    """Sustained requests per second per tenant; unset: unlimited."""
+    burst: int = Field(20, ge=1, le=1_000_000)
+    """Requests a tenant may send at once before `requests_per_s` applies."""
+
+    @field_validator("tokens_file")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return os.path.abspath(os.path.expanduser(value))
+
+
+class RouterTLS(StrictModel):
+    """TLS for the router's port; mutual TLS when `client_ca_file` is set."""
+
+    cert_file: str = Field(min_length=1)
+    """PEM certificate chain the router presents."""
+    key_file: str = Field(min_length=1)
+    """PEM private key of that certificate (a mounted Secret)."""
+    client_ca_file: str | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed."""
+
+    @field_validator("cert_file", "key_file", "client_ca_file")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return value and os.path.abspath(os.path.expanduser(value))
+
+
 class RouterSpec(StrictModel):
     """The gRPC front door."""
 
@@ -193,6 +229,10 @@ class RouterSpec(StrictModel):
     health_period_s: float = Field(2.0, gt=0, le=600)
     """How often the router re-checks replica readiness for grpc.health.v1."""
     limits: RouterLimits = Field(default_factory=RouterLimits)
+    auth: RouterAuth | None = None
+    """Unset: no authentication (local use only)."""
+    tls: RouterTLS | None = None
+    """Unset: plaintext gRPC."""
 
 
 class DeploymentSpec(StrictModel):
