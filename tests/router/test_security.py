@@ -179,3 +179,17 @@ def test_tls_file_that_is_not_pem_is_a_spec_error(tmp_path):
     tls = make_spec(router={"port": 0, "tls": {"cert_file": str(tmp_path / "c"), "key_file": str(tmp_path / "c")}}).router.tls
     with pytest.raises(SpecError, match=r"router.tls.key_file .* is not PEM"):
         server_credentials(tls)
+
+
+async def test_cli_generate_reaches_a_mutual_tls_router_with_a_token(tmp_path, tokens_file, capsys):
+    from shardline.cli.main import main
+
+    pki = make_pki(tmp_path)
+    tls = {"cert_file": str(pki["server"]), "key_file": str(pki["server_key"]), "client_ca_file": str(pki["ca"])}
+    async with router(tls=tls, auth={"tokens_file": tokens_file}) as target:
+        argv = ["generate", "hi", "--model", "tiny-llama", "--max-tokens", "3", "--target", target,
+                "--ca", str(pki["ca"]), "--cert", str(pki["client"]), "--key", str(pki["client_key"])]
+        assert await asyncio.to_thread(main, [*argv, "--token", TOKENS["team-b"]]) == 0
+        assert "completion 3 tokens" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, argv + ["--token", ""]) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err

@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", default=[])
     p.add_argument("--seed", type=int)
     p.add_argument("--timeout", type=float, help="deadline in seconds")
+    _router_access(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demo", help="embedded cluster: deploy, stream a few generations, report, shut down")
@@ -111,6 +112,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def _address(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded/local)")
+
+
+def _router_access(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", default=os.environ.get("SHARDLINE_TOKEN"),
+                   help="bearer token when the router requires auth (default: SHARDLINE_TOKEN)")
+    p.add_argument("--ca", help="PEM CA bundle: connect with TLS and trust this CA")
+    p.add_argument("--cert", help="PEM client certificate (mutual TLS; with --key)")
+    p.add_argument("--key", help="PEM private key of --cert")
+
+
+def client_options(args) -> dict:
+    """`Client` keyword arguments from the --token/--ca/--cert/--key flags."""
+    credentials = None
+    if args.ca:
+        def read(path):
+            with open(path, "rb") as f:
+                return f.read()
+
+        credentials = grpc.ssl_channel_credentials(
+            read(args.ca), args.key and read(args.key), args.cert and read(args.cert)
+        )
+    return {"token": args.token, "credentials": credentials}
 
 
 def cmd_validate(args) -> int:
@@ -251,7 +274,7 @@ def cmd_generate(args) -> int:
         "seed": args.seed,
         "stop": args.stop,
     }
-    with Client(args.target) as client:
+    with Client(args.target, **client_options(args)) as client:
         last = None
         for chunk in client.stream(args.model, args.prompt, timeout=args.timeout, **sampling):
             say(printable(chunk.text), end="")
