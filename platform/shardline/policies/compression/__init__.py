@@ -51,7 +51,7 @@ class Compressed:
 
 def compress(prompt: str, options: Options, scorers: Scorers) -> Compressed:
     original = scorers.count(prompt)
-    skip = _skip_reason(original, options)
+    skip = skip_reason(original, options)
     if skip:
         return Compressed(prompt, options.policy, original, original, skip)
     lay = layout(prompt, scorers.count, options.system_chars, options.question_chars, options.protected)
@@ -65,7 +65,8 @@ def compress(prompt: str, options: Options, scorers: Scorers) -> Compressed:
     return Compressed(text, options.policy, original, sent)
 
 
-def _skip_reason(original: int, options: Options) -> str:
+def skip_reason(original: int, options: Options) -> str:
+    """Why a prompt of `original` tokens is sent unchanged before any scoring ("" if not)."""
     if options.policy == "none":
         return "policy is none"
     if original < options.min_prompt_tokens:

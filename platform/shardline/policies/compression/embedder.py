@@ -29,8 +29,3 @@ def minilm_embed(texts: list[str]) -> np.ndarray:
     """L2-normalised 384-d embeddings, one row per text."""
     vectors = _model().encode(texts, batch_size=BATCH, normalize_embeddings=True, convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
-
-
-def warm_up() -> None:
-    """Load the model now (router start) so the first request does not pay for it."""
-    minilm_embed(["warm up"])
