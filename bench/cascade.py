@@ -165,9 +165,9 @@ def simulate_budgets(tiers: dict[str, Tier], rows: list[dict], seed: int, reques
 def run_tenant(rng, cascade, prompts, budget, requests, share) -> dict:
     window = 3600.0
     ledger = Ledger("sim", budget, window)
-    now, violations, rejected, escalated, right = 0.0, 0, 0, 0, 0
-    for _ in range(requests):
-        now += rng.expovariate(requests / window)  # Poisson arrivals over one window
+    violations, rejected, escalated, right = 0, 0, 0, 0
+    # Poisson arrivals conditioned on their count: sorted uniform times in one window.
+    for now in sorted(rng.uniform(0, window * 0.999) for _ in range(requests)):
         d, prompt = rng.gauss(0, 1.5), rng.choice(prompts)
         try:
             plan = make_plan(cascade, prompt + 2, 8, ledger.remaining(now), 0.35, ledger.pace(now), "sim")
