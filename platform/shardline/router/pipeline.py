@@ -55,6 +55,8 @@ class Outcome:
     charged: float = 0.0
     budget_left: float | None = None
     uncertainty: uncertainty.Uncertainty | None = None
+    scoring_cost: float = 0.0
+    """The self_information scoring prefill on the cheapest tier (charged with the answer)."""
 
 
 @dataclass
@@ -80,7 +82,7 @@ class Pipeline:
             generation = self.admission(request, timeout_s)
             outcome.request_id = generation.request_id
             deadline = asyncio.get_running_loop().time() + generation.timeout_s
-            outcome.compressed = await self.compression(request, generation)
+            outcome.compressed = await self.compression(request, generation, outcome)
             billing = self.decoding_plan(request, generation, outcome)
             try:
                 attempts = self._attempts(generation, request.uncertainty, deadline, outcome, billing)
@@ -100,7 +102,8 @@ class Pipeline:
             raise Unavailable(f"model {missing[0]!r} has no ready replica yet; retry later")
         return generation
 
-    async def compression(self, request: pb.GenerateRequest, generation: GenerationRequest) -> Compressed:
+    async def compression(self, request: pb.GenerateRequest, generation: GenerationRequest,
+                          outcome: Outcome) -> Compressed:
         options = compression_options(request, self._spec)
         first = self._metering.tiers(request.model)[0].name
         count = scorers.counter_for(self._spec.model(first))
@@ -108,6 +111,9 @@ class Pipeline:
         if options.policy == "self_information" and not skip_reason(count(generation.prompt), options):
             scorer = scorers.cheapest_tier(self._spec, first)
             found = replace(found, token_nll=await scorers.prompt_nll(self._backend, scorer, generation, generation.prompt))
+            outcome.scoring_cost = self._metering.tier(scorer).cost(len(found.token_nll) + SPECIAL_TOKENS, 1)
+        if options.policy == "none":  # only a token count: not worth a thread hop
+            return compress(generation.prompt, options, found)
         # MiniLM and the tokenizer are CPU work: keep the event loop serving others.
         return await asyncio.to_thread(compress, generation.prompt, options, found)
 
@@ -117,12 +123,13 @@ class Pipeline:
         outcome.tenant = ledger.tenant if ledger else ""
         cascade = self._spec.policies.cascade(request.model)
         now = self._metering.now()
+        outcome.charged = outcome.scoring_cost
         outcome.plan = make_plan(
             self._metering.tiers(request.model), outcome.compressed.sent_tokens + SPECIAL_TOKENS,
-            generation.max_tokens, ledger.remaining(now) if ledger else None,
+            generation.max_tokens, ledger.remaining(now) - outcome.scoring_cost if ledger else None,
             cascade.escalate_above if cascade else 1.0, ledger.pace(now) if ledger else 1.0, outcome.tenant,
         )
-        reservation = ledger.reserve(outcome.plan.reserve, now) if ledger else None
+        reservation = ledger.reserve(outcome.plan.reserve + outcome.scoring_cost, now) if ledger else None
         return _Billing(ledger, reservation)
 
     async def _attempts(self, generation: GenerationRequest, scored: bool, deadline: float, outcome: Outcome,
@@ -152,21 +159,24 @@ class Pipeline:
         """One tier's answer: streamed when it is the last tier, else buffered into one
         delta (whose logprobs the escalation decision reads). The final delta carries
         every logprob of the answer either way."""
-        answer, charged = GenerationDelta("", []), False
+        buffered, latest, logprobs, charged = GenerationDelta("", []), None, [], False
         try:
             async with aclosing(self.replica_call(tier.name, request)) as stream:
                 async for delta in stream:
-                    answer = answer.merge(delta)
+                    latest = delta
+                    logprobs.extend(delta.logprobs)
                     if delta.finish_reason is not None:
-                        outcome.charged += self._cost(tier, answer, outcome)
+                        outcome.charged += self._cost(tier, latest, outcome)
                         charged = True
                     if last:
-                        yield replace(delta, logprobs=answer.logprobs) if delta.finish_reason else delta
+                        yield replace(delta, logprobs=logprobs) if delta.finish_reason else delta
+                    else:
+                        buffered = buffered.merge(delta)
             if not last:
-                yield answer
+                yield replace(buffered, logprobs=logprobs)
         finally:
-            if not charged:  # failed or cancelled midway: pay for what was produced
-                outcome.charged += self._cost(tier, answer, outcome)
+            if not charged and latest is not None:  # failed or cancelled midway: pay for what was produced
+                outcome.charged += self._cost(tier, latest, outcome)
 
     async def replica_call(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         async with aclosing(self._backend.stream(model, request)) as stream:
@@ -174,8 +184,9 @@ class Pipeline:
                 yield delta
 
     @staticmethod
-    def _cost(tier: Tier, answer: GenerationDelta, outcome: Outcome) -> float:
-        return tier.cost(answer.prompt_tokens or outcome.compressed.sent_tokens, answer.completion_tokens)
+    def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
+        """Usage on the latest delta is cumulative: it prices everything so far."""
+        return tier.cost(latest.prompt_tokens or outcome.compressed.sent_tokens, latest.completion_tokens)
 
     def _enter(self) -> None:
         limit = self._spec.router.limits.max_concurrent_requests
