@@ -27,7 +27,7 @@ import torch
 
 from shardline.models import tasks
 from shardline.policies.compression import Options, Scorers, compress
-from shardline.policies.compression.embedder import minilm_embed
+from shardline.router.embedder import minilm_embed
 from shardline.router.scorers import token_counter
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from shardline.policies.compression import embedder
+from shardline.router import embedder
 from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
 from shardline.router.servicer import InferenceServicer
