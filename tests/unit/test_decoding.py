@@ -39,6 +39,15 @@ def test_plan_that_cannot_pay_one_token_is_resource_exhausted():
         make_plan([SMALL, LARGE], 100, 64, remaining=0.001, tenant="acme")
 
 
+def test_cascade_that_would_miss_the_deadline_drops_its_last_tier():
+    slow = Tier("kv-large", 1.0, 2.0, ttft_ms=50, prefill_ms_per_1k=100, per_token_ms=20)
+    fast = Tier("kv-small", 0.1, 0.2, ttft_ms=10, per_token_ms=5)
+    assert slow.latency_s(1000, 10) == pytest.approx(0.35)
+    assert make_plan([fast, slow], 1000, 10, None, timeout_s=1.0).tiers == (fast, slow)
+    assert make_plan([fast, slow], 1000, 10, None, timeout_s=0.3).tiers == (fast,)
+    assert make_plan([slow], 1000, 10, None, timeout_s=0.01).tiers == (slow,)  # one tier always tries
+
+
 def test_pacing_raises_the_escalation_threshold():
     assert paced_threshold(0.5, 1.0) == 0.5
     assert paced_threshold(0.5, 1.5) == pytest.approx(0.75)

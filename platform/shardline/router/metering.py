@@ -41,9 +41,10 @@ class Metering:
 
     def tier(self, model: str) -> Tier:
         m = self._spec.model(model)
-        if m is None or m.cost is None:
-            return Tier(model)
-        return Tier(model, m.cost.input_per_1k, m.cost.output_per_1k)
+        cost, latency = (m.cost, m.latency) if m else (None, None)
+        prices = (cost.input_per_1k, cost.output_per_1k) if cost else (0.0, 0.0)
+        expected = (latency.ttft_ms, latency.prefill_ms_per_1k, latency.per_token_ms) if latency else (0.0, 0.0, 0.0)
+        return Tier(model, *prices, *expected)
 
     def tiers(self, model: str) -> list[Tier]:
         """The tiers a request for `model` may use: a cascade's, or the model alone."""

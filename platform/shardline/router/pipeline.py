@@ -128,6 +128,7 @@ class Pipeline:
             self._metering.tiers(request.model), outcome.compressed.sent_tokens + SPECIAL_TOKENS,
             generation.max_tokens, ledger.remaining(now) - outcome.scoring_cost if ledger else None,
             cascade.escalate_above if cascade else 1.0, ledger.pace(now) if ledger else 1.0, outcome.tenant,
+            generation.timeout_s,
         )
         reservation = ledger.reserve(outcome.plan.reserve + outcome.scoring_cost, now) if ledger else None
         return _Billing(ledger, reservation)

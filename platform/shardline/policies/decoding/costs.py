@@ -1,4 +1,5 @@
-"""What a request costs on a tier, in credits (the unit of the spec's `TierCost`)."""
+"""What a request costs on a tier: credits (the spec's `TierCost`) and expected seconds
+(its `LatencyProfile`; zero when the spec declares none)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ class Tier:
     name: str
     input_per_1k: float = 0.0
     output_per_1k: float = 0.0
+    ttft_ms: float = 0.0
+    prefill_ms_per_1k: float = 0.0
+    per_token_ms: float = 0.0
+
+    def latency_s(self, input_tokens: int, output_tokens: int) -> float:
+        ms = self.ttft_ms + self.prefill_ms_per_1k * input_tokens / 1000 + self.per_token_ms * output_tokens
+        return ms / 1000
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_per_1k + output_tokens * self.output_per_1k) / 1000

@@ -5,6 +5,8 @@ the prompt size, the caller's `max_tokens`, what the tenant has left and how fas
 it is spending, return a `Plan` whose worst-case cost fits the remaining budget,
 or raise RESOURCE_EXHAUSTED. Degradation order when the full plan does not fit:
 drop the most expensive cascade tiers, then clamp `max_tokens` on what is left.
+A cascade whose expected latency (the tiers' latency profiles) exceeds the
+request's timeout also loses its last tiers: a late answer is no answer.
 The plan never raises `max_tokens` above the caller's value.
 """
 
@@ -40,9 +42,11 @@ def worst_case(tiers: Sequence[Tier], input_tokens: int, max_tokens: int) -> flo
 
 
 def make_plan(tiers: Sequence[Tier], input_tokens: int, max_tokens: int, remaining: float | None,
-              escalate_above: float = 1.0, pace: float = 1.0, tenant: str = "") -> Plan:
+              escalate_above: float = 1.0, pace: float = 1.0, tenant: str = "",
+              timeout_s: float | None = None) -> Plan:
     """Plan for `tiers` (cheapest first); `remaining=None` means unmetered."""
     threshold = paced_threshold(escalate_above, pace)
+    tiers = within_deadline(tiers, input_tokens, max_tokens, timeout_s)
     if remaining is None:
         return Plan(tuple(tiers), max_tokens, threshold, worst_case(tiers, input_tokens, max_tokens))
     for n in range(len(tiers), 0, -1):
@@ -55,6 +59,19 @@ def make_plan(tiers: Sequence[Tier], input_tokens: int, max_tokens: int, remaini
         f"tenant {tenant!r} has {remaining:.6g} credits left; the cheapest plan ({cheapest.name}, "
         f"{input_tokens} prompt tokens + 1 output token) costs {cheapest.cost(input_tokens, 1):.6g}"
     )
+
+
+def within_deadline(tiers: Sequence[Tier], input_tokens: int, max_tokens: int,
+                    timeout_s: float | None) -> Sequence[Tier]:
+    """The longest prefix of `tiers` expected to finish within `timeout_s` (at least one)."""
+    if timeout_s is None:
+        return tiers
+    total = 0.0
+    for n, tier in enumerate(tiers):
+        total += tier.latency_s(input_tokens, max_tokens)
+        if total > timeout_s:
+            return tiers[: max(n, 1)]
+    return tiers
 
 
 def paced_threshold(escalate_above: float, pace: float) -> float:
