@@ -131,5 +131,6 @@ def test_output_is_never_longer_and_keeps_protected_spans(prompt, policy, ratio,
     assert out.sent_tokens <= out.original_tokens
     assert prompt[start:end] in out.text
     assert out.text.startswith(prompt[:system])
+    assert out.text.endswith(layout(prompt).question)
     if not out.skipped:
         assert out.sent_tokens < out.original_tokens
