@@ -45,7 +45,8 @@ from shardline.spec import load_spec  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 SPEC = ROOT / "deployments" / "bench-policies.yaml"
 TIERS = ("kv-small", "kv-large")
-LENGTHS = (50, 100, 150, 200, 300)
+LENGTHS = (30, 60, 100, 150, 200, 300)
+COMPONENTS = ("mean_nll", "low_quantile_prob", "min_margin", "min_window_prob")
 
 
 def record(items_per_length: int, seed: int) -> list[dict]:
@@ -64,7 +65,7 @@ def ask(client: Client, tier: str, item: tasks.Item) -> dict:
     start = time.perf_counter()
     reply = client.generate(tier, item.prompt, timeout=120, max_tokens=8, temperature=0.0, uncertainty=True)
     return {"right": tasks.score(item, reply.text), "u": reply.report.uncertainty.score,
-            "mean_nll": reply.report.uncertainty.components["mean_nll"],
+            **{c: reply.report.uncertainty.components[c] for c in COMPONENTS},
             "prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": reply.usage.completion_tokens,
             "latency_s": time.perf_counter() - start}
 
@@ -129,13 +130,44 @@ def auroc(scores: list[float], positives: list[bool]) -> float:
 def uncertainty_quality(rows: list[dict], seed: int) -> dict:
     wrong = [not r["kv-small"]["right"] for r in rows]
     rng = random.Random(seed)
+    # Signs: a higher probability or margin means *less* uncertain.
+    signs = {"mean_nll": 1, "low_quantile_prob": -1, "min_margin": -1, "min_window_prob": -1}
     return {
         "wrong_rate": statistics.mean(wrong),
         "auroc_score": auroc([r["kv-small"]["u"] for r in rows], wrong),
-        "auroc_mean_nll": auroc([r["kv-small"]["mean_nll"] for r in rows], wrong),
+        **{f"auroc_{c}": auroc([signs[c] * r["kv-small"][c] for r in rows], wrong) for c in COMPONENTS},
+        "auroc_logistic_mix_5fold": logistic_cv_auroc(rows, wrong, seed),
         "auroc_random": auroc([rng.random() for _ in rows], wrong),
         "score_time_us": score_time_us(),
     }
+
+
+def logistic_cv_auroc(rows: list[dict], wrong: list[bool], seed: int, folds: int = 5) -> float:
+    """AUROC of a logistic mix of the components fit on 4/5 and scored on the held-out 1/5."""
+    import numpy as np
+
+    x = np.array([[r["kv-small"][c] for c in COMPONENTS] for r in rows])
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    y = np.array(wrong, dtype=float)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    scores = np.zeros(len(rows))
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        w = _fit_logistic(x[train], y[train])
+        scores[test] = x[test] @ w[:-1] + w[-1]
+    return auroc(scores.tolist(), wrong)
+
+
+def _fit_logistic(x, y, steps: int = 2000, lr: float = 0.1):
+    import numpy as np
+
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(xb.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(xb @ w)))
+        w -= lr * (xb.T @ (p - y) / len(y) + 1e-3 * w)
+    return w
 
 
 def score_time_us(steps: int = 8, calls: int = 20_000) -> dict:
@@ -148,6 +180,48 @@ def score_time_us(steps: int = 8, calls: int = 20_000) -> dict:
             uncertainty.score(tokens)
         out[f"{n}_tokens"] = round((time.perf_counter() - start) / (calls // (n // steps)) * 1e6, 1)
     return out
+
+
+def simulated_outcomes(rows: list[dict], seed: int, n: int = 5000, weak: float = 0.7, strong: float = 0.85,
+                       target_auroc: float | None = None) -> list[dict]:
+    """RouterBench-style table from latent difficulty: P(right | tier) = sigmoid(skill - d).
+
+    Token counts are drawn from the recorded rows (so the real tiers' prices apply);
+    kv-small's uncertainty is d plus noise, the noise chosen so its AUROC for
+    "wrong" matches the one measured on the real tiers."""
+    rng = random.Random(seed)
+    skill_weak, skill_strong = _logit(weak), _logit(strong)
+    noise = _noise_for_auroc(target_auroc, skill_weak, seed) if target_auroc else 0.5
+    out = []
+    for _ in range(n):
+        d, row = rng.gauss(0, 1), rng.choice(rows)
+        small_right = rng.random() < _sigmoid(skill_weak - d)
+        out.append({
+            "kv-small": {**row["kv-small"], "right": small_right, "u": _sigmoid(d + rng.gauss(0, noise))},
+            "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(skill_strong - d)},
+        })
+    return out
+
+
+def _noise_for_auroc(target: float, skill: float, seed: int) -> float:
+    """Bisect the uncertainty noise so AUROC(u, small wrong) is about `target`."""
+    lo, hi = 0.01, 20.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        rng = random.Random(seed)
+        ds = [rng.gauss(0, 1) for _ in range(3000)]
+        wrong = [rng.random() >= _sigmoid(skill - d) for d in ds]
+        got = auroc([d + rng.gauss(0, mid) for d in ds], wrong)
+        lo, hi = (mid, hi) if got > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
 
 
 def simulate_budgets(tiers: dict[str, Tier], rows: list[dict], seed: int, requests: int = 4000) -> list[dict]:
@@ -197,8 +271,14 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    c = result["curve"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in zip(axes, ("curve", "simulated_curve"), ("real tiers", "simulator (latent difficulty)")):
+        _plot_curve(ax, result[key], title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_curve(ax, c: dict, title: str) -> None:
     ax.plot([p["cost"] for p in c["points"]], [p["quality"] for p in c["points"]], marker=".", label="cascade (threshold sweep)")
     for name in ("all_small", "all_large", "oracle"):
         ax.scatter([c[name]["cost"]], [c[name]["quality"]], label=name, zorder=3)
@@ -206,10 +286,8 @@ def plot(result: dict, path: Path) -> None:
         r = c["random_at_same_rate"]
         ax.scatter([r["cost"]], [r["quality"]], label="random escalation", marker="x", zorder=3)
     ax.axhline(0.95 * c["all_large"]["quality"], ls="--", lw=0.8, color="gray", label="95% of kv-large")
-    ax.set(xlabel="mean cost per request (credits)", ylabel="accuracy", title="kv-small -> kv-large cascade")
+    ax.set(xlabel="mean cost per request (credits)", ylabel="accuracy", title=f"kv-small -> kv-large: {title}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -225,7 +303,10 @@ def main() -> None:
         rows = record(args.items, args.seed)
         (RESULTS / "cascade-outcomes.json").write_text(json.dumps(rows))
     tiers = prices()
-    result = {"items": len(rows), "curve": curve(rows, tiers), "uncertainty": uncertainty_quality(rows, args.seed),
+    quality = uncertainty_quality(rows, args.seed)
+    simulated = simulated_outcomes(rows, args.seed, target_auroc=quality["auroc_score"])
+    result = {"items": len(rows), "curve": curve(rows, tiers), "uncertainty": quality,
+              "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
               "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in TIERS},
               "budgets": simulate_budgets(tiers, rows, args.seed)}
     report(result)
@@ -234,7 +315,21 @@ def main() -> None:
 
 
 def report(result: dict) -> None:
-    c, u = result["curve"], result["uncertainty"]
+    for title, key in (("real tiers", "curve"), ("simulator", "simulated_curve")):
+        print(f"-- cascade, {title}")
+        report_curve(result[key])
+    u = result["uncertainty"]
+    print(f"AUROC(kv-small wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
+          f"{u['auroc_logistic_mix_5fold']:.3f}  random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f})")
+    print("  components: " + "  ".join(f"{c} {u['auroc_' + c]:.3f}" for c in COMPONENTS))
+    print(f"  score time: {u['score_time_us']} us")
+    print(f"median latency s: {result['latency_s']}")
+    for b in result["budgets"]:
+        print(f"budget x{b['budget_share_of_typical']:<5} spent/budget {b['spent'] / b['budget']:.3f} rejected "
+              f"{b['rejected']} escalated {b['escalated']} quality {b['quality']:.3f} violations {b['violations']}")
+
+
+def report_curve(c: dict) -> None:
     for name in ("all_small", "all_large", "oracle"):
         print(f"{name:<12} quality {c[name]['quality']:.3f}  cost {c[name]['cost']:.6f}")
     best = c["at_95pct_of_large"]
@@ -243,12 +338,6 @@ def report(result: dict) -> None:
               f"quality {best['quality']:.3f} cost {best['cost']:.6f} saved {c['cost_saved_at_95pct']:.1%}")
         r = c["random_at_same_rate"]
         print(f"random escalation at that rate: quality {r['quality']:.3f} cost {r['cost']:.6f}")
-    print(f"AUROC(kv-small wrong): score {u['auroc_score']:.3f}  mean-NLL {u['auroc_mean_nll']:.3f}  "
-          f"random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f}); score time {u['score_time_us']} us")
-    print(f"median latency s: {result['latency_s']}")
-    for b in result["budgets"]:
-        print(f"budget x{b['budget_share_of_typical']:<5} spent/budget {b['spent'] / b['budget']:.3f} rejected "
-              f"{b['rejected']} escalated {b['escalated']} quality {b['quality']:.3f} violations {b['violations']}")
 
 
 if __name__ == "__main__":
