@@ -32,6 +32,9 @@ def make_request(
     seed: int | None = None,
     ignore_eos: bool = False,
     request_id: str = "",
+    tenant: str = "",
+    uncertainty: bool = False,
+    compression: pb.CompressionOptions | None = None,
 ) -> pb.GenerateRequest:
     sampling = pb.SamplingParams(stop=list(stop), ignore_eos=ignore_eos)
     for name, value in (
@@ -43,7 +46,8 @@ def make_request(
     ):
         if value is not None:
             setattr(sampling, name, value)
-    return pb.GenerateRequest(model=model, prompt=prompt, sampling=sampling, request_id=request_id)
+    return pb.GenerateRequest(model=model, prompt=prompt, sampling=sampling, request_id=request_id,
+                              tenant=tenant, uncertainty=uncertainty, compression=compression)
 
 
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:

@@ -38,6 +38,10 @@ class ResourceExhausted(RequestError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class PermissionDenied(RequestError):
+    grpc_code = "PERMISSION_DENIED"
+
+
 class Unavailable(RequestError):
     grpc_code = "UNAVAILABLE"
 

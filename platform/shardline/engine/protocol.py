@@ -36,6 +36,19 @@ class GenerationRequest:
     timeout_s: float | None = None
     """Seconds the replica may spend on this request, counted from when it arrives
     (relative, so clocks on different nodes need not agree)."""
+    logprobs: int = 0
+    """Top-k logprobs to return per generated token (0: none; 2 gives the margin)."""
+    prompt_logprobs: bool = False
+    """Return each prompt token's negative log-likelihood (`GenerationDelta.prompt_nll`).
+    vLLM skips the prefix cache for such requests: every one is a full prefill."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    logprob: float
+    """Of the sampled token (a raw logit when the engine runs with raw logits)."""
+    top: tuple[float, ...] = ()
+    """The top-k values at this step, best first."""
 
 
 @dataclass(slots=True)
@@ -45,6 +58,12 @@ class GenerationDelta:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    """One per token in `token_ids` when the request asked for logprobs."""
+    prompt_nll: list[tuple[int, int, float]] = field(default_factory=list)
+    """(start char, end char, NLL) per prompt token; first delta only, when asked."""
+    raw_logits: bool = False
+    """`logprobs` hold raw logits (engine run with logprobs_mode raw_logits)."""
 
     def merge(self, later: GenerationDelta) -> GenerationDelta:
         """One delta covering `self` then `later` (usage and finish come from `later`)."""
@@ -54,6 +73,9 @@ class GenerationDelta:
             finish_reason=later.finish_reason,
             prompt_tokens=later.prompt_tokens,
             completion_tokens=later.completion_tokens,
+            logprobs=self.logprobs + later.logprobs,
+            prompt_nll=self.prompt_nll + later.prompt_nll,
+            raw_logits=later.raw_logits,
         )
 
 

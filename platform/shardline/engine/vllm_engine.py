@@ -22,6 +22,7 @@ from shardline.engine.protocol import (
     EngineStats,
     GenerationDelta,
     GenerationRequest,
+    TokenLogprob,
 )
 from shardline.errors import EngineFailure, InvalidArgument
 from shardline.security.integrity import verify_model
@@ -65,7 +66,7 @@ class VLLMEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm.inputs import TokensPrompt
 
-        prompt_ids = self._tokenize(request.prompt)
+        prompt_ids, offsets = self._tokenize(request.prompt)
         params = self._sampling_params(request, len(prompt_ids))
         engine_id = f"{request.request_id}/{uuid.uuid4().hex[:8]}"
         self._started += 1
@@ -74,6 +75,7 @@ class VLLMEngine:
             async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, engine_id):
                 completion = out.outputs[0]
                 finished = out.finished
+                first = generated == 0
                 generated += len(completion.token_ids)
                 yield GenerationDelta(
                     text=completion.text,
@@ -81,6 +83,9 @@ class VLLMEngine:
                     finish_reason=completion.finish_reason if finished else None,
                     prompt_tokens=len(prompt_ids),
                     completion_tokens=generated,
+                    logprobs=token_logprobs(completion.token_ids, completion.logprobs, request.logprobs),
+                    prompt_nll=prompt_nll(prompt_ids, offsets, out.prompt_logprobs) if first else [],
+                    raw_logits=self._raw_logits,
                 )
         except InvalidArgument:
             raise
@@ -116,15 +121,21 @@ class VLLMEngine:
             self._llm.shutdown()
             self._llm = None
 
-    def _tokenize(self, prompt: str) -> list[int]:
-        ids = self._tokenizer.encode(prompt)
+    @property
+    def _raw_logits(self) -> bool:
+        return self._model.engine_args.get("logprobs_mode") == "raw_logits"
+
+    def _tokenize(self, prompt: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and each token's character span (special tokens get (0, 0))."""
+        encoded = self._tokenizer(prompt, return_offsets_mapping=True)
+        ids, offsets = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
         limit = self._model.max_model_len - 1
         if len(ids) > limit:
             raise InvalidArgument(
                 f"prompt has {len(ids)} tokens; model {self._model.name!r} accepts at most "
                 f"{limit} (max_model_len {self._model.max_model_len} minus 1 to generate)"
             )
-        return ids
+        return ids, offsets
 
     def _sampling_params(self, request: GenerationRequest, prompt_len: int) -> Any:
         from vllm import SamplingParams
@@ -140,7 +151,31 @@ class VLLMEngine:
             seed=request.seed,
             ignore_eos=request.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
+            logprobs=request.logprobs or None,
+            prompt_logprobs=0 if request.prompt_logprobs else None,
         )
+
+
+def token_logprobs(token_ids, logprobs, k: int) -> list[TokenLogprob]:
+    """vLLM's per-step {token id: Logprob} dicts -> sampled value + top-k values."""
+    if not k or not logprobs:
+        return []
+    steps = []
+    for token, step in zip(token_ids, logprobs):
+        top = sorted((lp for lp in step.values() if lp.rank is not None and lp.rank <= k), key=lambda lp: lp.rank)
+        steps.append(TokenLogprob(step[token].logprob, tuple(lp.logprob for lp in top)))
+    return steps
+
+
+def prompt_nll(ids: list[int], offsets: list[tuple[int, int]], logprobs) -> list[tuple[int, int, float]]:
+    """Per prompt token (start, end, NLL); the first token has no context and is skipped."""
+    if not logprobs:
+        return []
+    out = []
+    for token, (start, end), step in zip(ids, offsets, logprobs):
+        if step is not None and token in step and end > start:
+            out.append((start, end, -step[token].logprob))
+    return out
 
 
 def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:

@@ -44,12 +44,12 @@ def admit(request: pb.GenerateRequest, spec: DeploymentSpec, timeout_s: float) -
 def _check_model(model: str, spec: DeploymentSpec) -> None:
     if not model:
         raise InvalidArgument("model is required; served models: " + _names(spec))
-    if spec.model(model) is None:
+    if spec.model(model) is None and spec.policies.cascade(model) is None:
         raise NotFound(f"model {model!r} is not served; served models: {_names(spec)}")
 
 
 def _names(spec: DeploymentSpec) -> str:
-    return ", ".join(m.name for m in spec.models)
+    return ", ".join([m.name for m in spec.models] + [c.name for c in spec.policies.cascades])
 
 
 def _check_prompt(prompt: str, limits: RouterLimits) -> None:

@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shardline.router import embedder
+from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
 from shardline.security.auth import router_interceptors
 from shardline.security.tls import server_credentials
@@ -36,10 +38,11 @@ def model_service(model: str) -> str:
 
 
 class RouterServer:
-    def __init__(self, spec: DeploymentSpec, backend: Backend):
+    def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder = embedder.minilm_embed):
         self._spec = spec
         self._backend = backend
-        self.servicer = InferenceServicer(spec, backend)
+        self._embed = embed
+        self.servicer = InferenceServicer(spec, backend, embed)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task | None = None
@@ -68,6 +71,8 @@ class RouterServer:
         if self.port == 0:
             raise OSError(f"router cannot bind {cfg.host}:{cfg.port}")
         await self._set_health({m.name: 0 for m in self._spec.models})
+        if any(m.compression and m.compression.policy == "extractive" for m in self._spec.models):
+            await asyncio.to_thread(self._embed, ["warm up"])  # load the sentence model before serving
         await server.start()
         self._server = server
         self._health_task = asyncio.create_task(self._health_loop())

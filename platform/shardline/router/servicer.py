@@ -1,67 +1,83 @@
-"""`shardline.v1.Inference`: admission, then streaming from a replica to the client.
+"""`shardline.v1.Inference`: the gRPC front door of the request pipeline.
 
-Each RPC: in-flight slot (RESOURCE_EXHAUSTED beyond the limit) -> admission
-(typed errors) -> readiness (UNAVAILABLE fast when the model has no ready
-replica) -> stream from the backend. When the client cancels or its deadline
-passes, grpc.aio cancels this handler; closing the backend stream then cancels
-the replica call, which aborts the engine request.
+Each RPC runs `router/pipeline.py`: in-flight slot (RESOURCE_EXHAUSTED beyond the
+limit) -> admission (typed errors; UNAVAILABLE fast when a model has no ready
+replica) -> compression -> decoding plan -> replica calls. When the client
+cancels or its deadline passes, grpc.aio cancels this handler; closing the
+pipeline then cancels the replica call, which aborts the engine request.
+With `router.auth`, the tenant is the one the bearer token belongs to; without
+it, the request's `tenant` field, else the `x-shardline-tenant` metadata value.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import grpc
 
 from shardline.engine.protocol import GenerationDelta
-from shardline.errors import ResourceExhausted, Unavailable
-from shardline.router.admission import admit
+from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
+from shardline.router.pipeline import Outcome, Pipeline
+from shardline.router.report import policy_report
+from shardline.errors import PermissionDenied
 from shardline.router.status import to_status
+from shardline.security.auth import current_tenant
 from shardline.spec.model import DeploymentSpec
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
+TENANT_METADATA = "x-shardline-tenant"
+
 
 class InferenceServicer(pb_grpc.InferenceServicer):
-    def __init__(self, spec: DeploymentSpec, backend: Backend):
+    def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder | None = None):
         self._spec = spec
-        self._backend = backend
-        self._in_flight = 0
-        self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
-        """Ready replicas per model; kept current by the router's health loop."""
+        self.pipeline = Pipeline(spec, backend, embed)
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self.pipeline.in_flight
+
+    @property
+    def ready(self) -> dict[str, int]:
+        """Ready replicas per model; kept current by the router's health loop."""
+        return self.pipeline.ready
+
+    @ready.setter
+    def ready(self, value: dict[str, int]) -> None:
+        self.pipeline.ready = value
 
     async def GenerateStream(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
+        outcome = Outcome()
         try:
-            async for delta, request_id in self._serve(request, context):
-                yield _chunk(request_id, delta)
+            async for delta in self._serve(request, context, outcome):
+                yield _chunk(outcome, delta)
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
             await _abort(context, exc)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        text, token_ids, last, request_id = [], [], None, ""
+        text, token_ids, last, outcome = [], [], None, Outcome()
         try:
-            async for delta, request_id in self._serve(request, context):
+            async for delta in self._serve(request, context, outcome):
                 text.append(delta.text)
                 token_ids.extend(delta.token_ids)
                 last = delta
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
             await _abort(context, exc)
         return pb.GenerateResponse(
-            request_id=request_id,
+            request_id=outcome.request_id,
             text="".join(text),
             token_ids=token_ids,
             finish_reason=last.finish_reason or "" if last else "",
             usage=_usage(last) if last else None,
+            report=policy_report(outcome),
         )
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
@@ -80,26 +96,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         )
 
     async def _serve(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[tuple[GenerationDelta, str]]:
-        limit = self._spec.router.limits.max_concurrent_requests
-        if self._in_flight >= limit:
-            raise ResourceExhausted(
-                f"router has {self._in_flight} requests in flight; max_concurrent_requests is {limit}"
-            )
-        self._in_flight += 1
-        try:
-            generation = admit(request, self._spec, self._timeout(context))
-            if not self.ready.get(request.model):
-                raise Unavailable(f"model {request.model!r} has no ready replica yet; retry later")
-            stream = self._backend.stream(request.model, generation)
-            try:
-                async for delta in stream:
-                    yield delta, generation.request_id
-            finally:
-                await stream.aclose()
-        finally:
-            self._in_flight -= 1
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, outcome: Outcome
+    ) -> AsyncIterator[GenerationDelta]:
+        tenant = _tenant(request, context)
+        if tenant != request.tenant:
+            request = _with_tenant(request, tenant)
+        async with aclosing(self.pipeline.run(request, self._timeout(context), outcome)) as stream:
+            async for delta in stream:
+                yield delta
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
@@ -107,15 +111,36 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         return default if remaining is None else min(remaining, default)
 
 
-def _chunk(request_id: str, delta: GenerationDelta) -> pb.GenerateChunk:
+def _chunk(outcome: Outcome, delta: GenerationDelta) -> pb.GenerateChunk:
     final = delta.finish_reason is not None
     return pb.GenerateChunk(
-        request_id=request_id,
+        request_id=outcome.request_id,
         text=delta.text,
         token_ids=delta.token_ids,
         finish_reason=delta.finish_reason or "",
         usage=_usage(delta) if final else None,
+        report=policy_report(outcome) if final else None,
     )
+
+
+def _tenant(request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> str:
+    """The authenticated tenant when the router requires auth (a request may not
+    claim another); otherwise the request's field, else the metadata value."""
+    authenticated = current_tenant()
+    if authenticated is None:
+        return request.tenant or dict(context.invocation_metadata() or ()).get(TENANT_METADATA, "")
+    if request.tenant and request.tenant != authenticated:
+        raise PermissionDenied(
+            f"request names tenant {request.tenant!r} but its token belongs to {authenticated!r}"
+        )
+    return authenticated
+
+
+def _with_tenant(request: pb.GenerateRequest, tenant: str) -> pb.GenerateRequest:
+    copy = pb.GenerateRequest()
+    copy.CopyFrom(request)
+    copy.tenant = tenant
+    return copy
 
 
 def _usage(delta: GenerationDelta) -> pb.Usage:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from shardline.spec.base import StrictModel
 from shardline.spec.engine_args import check_engine_args
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+from shardline.spec.policies import CompressionSpec, LatencyProfile, PoliciesSpec, TierCost
 
 
 class Parallelism(StrictModel):
@@ -129,6 +127,11 @@ class ModelSpec(StrictModel):
     engine_args: dict[str, Any] = Field(default_factory=dict)
     """Extra `vllm.EngineArgs` fields. Keys are checked against vLLM's EngineArgs;
     keys the spec owns (model, dtype, parallel sizes, ...) are refused."""
+    compression: CompressionSpec | None = None
+    """Prompt compression in the router; None sends prompts unchanged."""
+    cost: TierCost | None = None
+    """Price of this tier; None: free (never charged to a tenant)."""
+    latency: LatencyProfile | None = None
 
     @field_validator("path")
     @classmethod
@@ -242,6 +245,7 @@ class DeploymentSpec(StrictModel):
     """Ray Serve application name."""
     models: tuple[ModelSpec, ...] = Field(min_length=1, max_length=64, strict=False)
     router: RouterSpec = Field(default_factory=RouterSpec)
+    policies: PoliciesSpec = Field(default_factory=PoliciesSpec)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> DeploymentSpec:
@@ -249,6 +253,17 @@ class DeploymentSpec(StrictModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _cascades_name_served_models(self) -> DeploymentSpec:
+        names = {m.name for m in self.models}
+        for c in self.policies.cascades:
+            if c.name in names:
+                raise ValueError(f"cascade {c.name!r} has the name of a served model")
+            unknown = [t for t in c.tiers if t not in names]
+            if unknown:
+                raise ValueError(f"cascade {c.name!r} names unserved models: {', '.join(unknown)}")
         return self
 
     def model(self, name: str) -> ModelSpec | None:

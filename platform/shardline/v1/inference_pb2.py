@@ -24,29 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshardline/v1/inference.proto\x12\x0cshardline.v1\"\xdc\x01\n\x0eSamplingParams\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x04\x88\x01\x01\x12\x12\n\nignore_eos\x18\x07 \x01(\x08\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seed\"t\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12.\n\x08sampling\x18\x03 \x01(\x0b\x32\x1c.shardline.v1.SamplingParams\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\x7f\n\rGenerateChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\r\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.shardline.v1.Usage\"\x82\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\r\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.shardline.v1.Usage\"\x13\n\x11ListModelsRequest\"\xa4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmax_model_len\x18\x02 \x01(\r\x12\x1c\n\x14tensor_parallel_size\x18\x03 \x01(\r\x12\x1e\n\x16pipeline_parallel_size\x18\x04 \x01(\r\x12\x1c\n\x14\x65xpert_parallel_size\x18\x05 \x01(\r\x12\x16\n\x0eready_replicas\x18\x06 \x01(\r\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.shardline.v1.ModelInfo2\xf7\x01\n\tInference\x12I\n\x08Generate\x12\x1d.shardline.v1.GenerateRequest\x1a\x1e.shardline.v1.GenerateResponse\x12N\n\x0eGenerateStream\x12\x1d.shardline.v1.GenerateRequest\x1a\x1b.shardline.v1.GenerateChunk0\x01\x12O\n\nListModels\x12\x1f.shardline.v1.ListModelsRequest\x1a .shardline.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshardline/v1/inference.proto\x12\x0cshardline.v1\"\xdc\x01\n\x0eSamplingParams\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x04\x88\x01\x01\x12\x12\n\nignore_eos\x18\x07 \x01(\x08\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seed\"\xd0\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12.\n\x08sampling\x18\x03 \x01(\x0b\x32\x1c.shardline.v1.SamplingParams\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x35\n\x0b\x63ompression\x18\x05 \x01(\x0b\x32 .shardline.v1.CompressionOptions\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x13\n\x0buncertainty\x18\x07 \x01(\x08\"&\n\x08TextSpan\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\"\xc1\x01\n\x12\x43ompressionOptions\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x19\n\x0ctarget_ratio\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0csystem_chars\x18\x03 \x01(\r\x12\x1b\n\x0equestion_chars\x18\x04 \x01(\rH\x01\x88\x01\x01\x12)\n\tprotected\x18\x05 \x03(\x0b\x32\x16.shardline.v1.TextSpanB\x0f\n\r_target_ratioB\x11\n\x0f_question_chars\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\xab\x01\n\rGenerateChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\r\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.shardline.v1.Usage\x12*\n\x06report\x18\x06 \x01(\x0b\x32\x1a.shardline.v1.PolicyReport\"\xae\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\r\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.shardline.v1.Usage\x12*\n\x06report\x18\x06 \x01(\x0b\x32\x1a.shardline.v1.PolicyReport\"p\n\x11\x43ompressionReport\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x1e\n\x16original_prompt_tokens\x18\x02 \x01(\r\x12\x1a\n\x12sent_prompt_tokens\x18\x03 \x01(\r\x12\x0f\n\x07skipped\x18\x04 \x01(\t\"\xae\x01\n\x0e\x44\x65\x63odingReport\x12\r\n\x05tiers\x18\x01 \x03(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\x12\x16\n\x0e\x65scalate_above\x18\x03 \x01(\x02\x12\x13\n\x0b\x61nswered_by\x18\x04 \x01(\t\x12\x11\n\tescalated\x18\x05 \x01(\x08\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x14\n\x0c\x63ost_charged\x18\x07 \x01(\x01\x12\x13\n\x0b\x62udget_left\x18\x08 \x01(\x01\"\x8e\x01\n\x0bUncertainty\x12\r\n\x05score\x18\x01 \x01(\x02\x12=\n\ncomponents\x18\x02 \x03(\x0b\x32).shardline.v1.Uncertainty.ComponentsEntry\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\xa4\x01\n\x0cPolicyReport\x12\x34\n\x0b\x63ompression\x18\x01 \x01(\x0b\x32\x1f.shardline.v1.CompressionReport\x12.\n\x08\x64\x65\x63oding\x18\x02 \x01(\x0b\x32\x1c.shardline.v1.DecodingReport\x12.\n\x0buncertainty\x18\x03 \x01(\x0b\x32\x19.shardline.v1.Uncertainty\"\x13\n\x11ListModelsRequest\"\xa4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmax_model_len\x18\x02 \x01(\r\x12\x1c\n\x14tensor_parallel_size\x18\x03 \x01(\r\x12\x1e\n\x16pipeline_parallel_size\x18\x04 \x01(\r\x12\x1c\n\x14\x65xpert_parallel_size\x18\x05 \x01(\r\x12\x16\n\x0eready_replicas\x18\x06 \x01(\r\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.shardline.v1.ModelInfo2\xf7\x01\n\tInference\x12I\n\x08Generate\x12\x1d.shardline.v1.GenerateRequest\x1a\x1e.shardline.v1.GenerateResponse\x12N\n\x0eGenerateStream\x12\x1d.shardline.v1.GenerateRequest\x1a\x1b.shardline.v1.GenerateChunk0\x01\x12O\n\nListModels\x12\x1f.shardline.v1.ListModelsRequest\x1a .shardline.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shardline.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_UNCERTAINTY_COMPONENTSENTRY']._loaded_options = None
+  _globals['_UNCERTAINTY_COMPONENTSENTRY']._serialized_options = b'8\001'
   _globals['_SAMPLINGPARAMS']._serialized_start=47
   _globals['_SAMPLINGPARAMS']._serialized_end=267
-  _globals['_GENERATEREQUEST']._serialized_start=269
-  _globals['_GENERATEREQUEST']._serialized_end=385
-  _globals['_USAGE']._serialized_start=387
-  _globals['_USAGE']._serialized_end=444
-  _globals['_GENERATECHUNK']._serialized_start=446
-  _globals['_GENERATECHUNK']._serialized_end=573
-  _globals['_GENERATERESPONSE']._serialized_start=576
-  _globals['_GENERATERESPONSE']._serialized_end=706
-  _globals['_LISTMODELSREQUEST']._serialized_start=708
-  _globals['_LISTMODELSREQUEST']._serialized_end=727
-  _globals['_MODELINFO']._serialized_start=730
-  _globals['_MODELINFO']._serialized_end=894
-  _globals['_LISTMODELSRESPONSE']._serialized_start=896
-  _globals['_LISTMODELSRESPONSE']._serialized_end=957
-  _globals['_INFERENCE']._serialized_start=960
-  _globals['_INFERENCE']._serialized_end=1207
+  _globals['_GENERATEREQUEST']._serialized_start=270
+  _globals['_GENERATEREQUEST']._serialized_end=478
+  _globals['_TEXTSPAN']._serialized_start=480
+  _globals['_TEXTSPAN']._serialized_end=518
+  _globals['_COMPRESSIONOPTIONS']._serialized_start=521
+  _globals['_COMPRESSIONOPTIONS']._serialized_end=714
+  _globals['_USAGE']._serialized_start=716
+  _globals['_USAGE']._serialized_end=773
+  _globals['_GENERATECHUNK']._serialized_start=776
+  _globals['_GENERATECHUNK']._serialized_end=947
+  _globals['_GENERATERESPONSE']._serialized_start=950
+  _globals['_GENERATERESPONSE']._serialized_end=1124
+  _globals['_COMPRESSIONREPORT']._serialized_start=1126
+  _globals['_COMPRESSIONREPORT']._serialized_end=1238
+  _globals['_DECODINGREPORT']._serialized_start=1241
+  _globals['_DECODINGREPORT']._serialized_end=1415
+  _globals['_UNCERTAINTY']._serialized_start=1418
+  _globals['_UNCERTAINTY']._serialized_end=1560
+  _globals['_UNCERTAINTY_COMPONENTSENTRY']._serialized_start=1511
+  _globals['_UNCERTAINTY_COMPONENTSENTRY']._serialized_end=1560
+  _globals['_POLICYREPORT']._serialized_start=1563
+  _globals['_POLICYREPORT']._serialized_end=1727
+  _globals['_LISTMODELSREQUEST']._serialized_start=1729
+  _globals['_LISTMODELSREQUEST']._serialized_end=1748
+  _globals['_MODELINFO']._serialized_start=1751
+  _globals['_MODELINFO']._serialized_end=1915
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1917
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1978
+  _globals['_INFERENCE']._serialized_start=1981
+  _globals['_INFERENCE']._serialized_end=2228
 # @@protoc_insertion_point(module_scope)

@@ -30,7 +30,8 @@ class InferenceStub:
 
     Errors are typed gRPC statuses: NOT_FOUND (unknown model), INVALID_ARGUMENT
     (bad sampling values, prompt too long; the message quotes the value and the
-    limit), RESOURCE_EXHAUSTED (router at its in-flight limit), UNAVAILABLE (no
+    limit), RESOURCE_EXHAUSTED (router at its in-flight limit, or a tenant's
+    budget cannot pay for the request), UNAVAILABLE (no
     ready replica), DEADLINE_EXCEEDED.
     """
 
@@ -62,7 +63,8 @@ class InferenceServicer:
 
     Errors are typed gRPC statuses: NOT_FOUND (unknown model), INVALID_ARGUMENT
     (bad sampling values, prompt too long; the message quotes the value and the
-    limit), RESOURCE_EXHAUSTED (router at its in-flight limit), UNAVAILABLE (no
+    limit), RESOURCE_EXHAUSTED (router at its in-flight limit, or a tenant's
+    budget cannot pay for the request), UNAVAILABLE (no
     ready replica), DEADLINE_EXCEEDED.
     """
 
@@ -118,7 +120,8 @@ class Inference:
 
     Errors are typed gRPC statuses: NOT_FOUND (unknown model), INVALID_ARGUMENT
     (bad sampling values, prompt too long; the message quotes the value and the
-    limit), RESOURCE_EXHAUSTED (router at its in-flight limit), UNAVAILABLE (no
+    limit), RESOURCE_EXHAUSTED (router at its in-flight limit, or a tenant's
+    budget cannot pay for the request), UNAVAILABLE (no
     ready replica), DEADLINE_EXCEEDED.
     """
 

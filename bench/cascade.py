@@ -1,0 +1,344 @@
+"""Cascade benchmark: cost-quality curve, uncertainty AUROC and budget safety.
+
+1. Record (real stack): deploys deployments/bench-policies.yaml and asks both
+   trained tiers every item (retrieval questions, 50-300 words of context), with
+   the uncertainty score; a RouterBench-style outcome table (item x tier ->
+   right?, uncertainty, tokens, latency). `--outcomes FILE` reuses a recording.
+2. Curve: a cascade kv-small -> kv-large escalating when kv-small's uncertainty
+   exceeds a threshold, swept over thresholds; cost from the spec's tier prices
+   and the real token counts. Baselines: each tier alone, random escalation at
+   the same rate, and an oracle. Reports cost saved at 95% of kv-large quality.
+3. Uncertainty: AUROC of the score for "kv-small is wrong", against its mean-NLL
+   component alone and a random score; time per score.
+4. Budgets: a seeded simulator (latent difficulty d; P(right) = sigmoid(skill - d);
+   Poisson arrivals) drives the router's own planner and ledgers for tenants
+   with tight to loose budgets and counts budget violations (spend > budget).
+Writes bench/results/cascade.json, cascade-outcomes.json and cascade.png.
+
+    .venv/bin/python bench/cascade.py             # ~3 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from stack import ROOT, deployed  # noqa: E402
+
+from shardline.client import Client  # noqa: E402
+from shardline.engine.protocol import TokenLogprob  # noqa: E402
+from shardline.errors import ResourceExhausted  # noqa: E402
+from shardline.models import tasks  # noqa: E402
+from shardline.policies import uncertainty  # noqa: E402
+from shardline.policies.decoding.budget import Ledger  # noqa: E402
+from shardline.policies.decoding.costs import Tier  # noqa: E402
+from shardline.policies.decoding.plan import make_plan, should_escalate  # noqa: E402
+from shardline.spec import load_spec  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+SPEC = ROOT / "deployments" / "bench-policies.yaml"
+TIERS = ("kv-small", "kv-large")
+LENGTHS = (30, 60, 100, 150, 200, 300)
+COMPONENTS = ("mean_nll", "low_quantile_prob", "min_margin", "min_window_prob")
+
+
+def record(items_per_length: int, seed: int) -> list[dict]:
+    rows = []
+    with deployed(SPEC) as target, Client(target) as client:
+        for length in LENGTHS:
+            for i, item in enumerate(tasks.items_for_length(seed + length, items_per_length, length)):
+                row = {"length": length, "item": i}
+                for tier in TIERS:
+                    row[tier] = ask(client, tier, item)
+                rows.append(row)
+    return rows
+
+
+def ask(client: Client, tier: str, item: tasks.Item) -> dict:
+    start = time.perf_counter()
+    reply = client.generate(tier, item.prompt, timeout=120, max_tokens=8, temperature=0.0, uncertainty=True)
+    return {"right": tasks.score(item, reply.text), "u": reply.report.uncertainty.score,
+            **{c: reply.report.uncertainty.components[c] for c in COMPONENTS},
+            "prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": reply.usage.completion_tokens,
+            "latency_s": time.perf_counter() - start}
+
+
+def prices() -> dict[str, Tier]:
+    spec = load_spec(SPEC)
+    return {m.name: Tier(m.name, m.cost.input_per_1k, m.cost.output_per_1k) for m in spec.models}
+
+
+def cost(tier: Tier, outcome: dict) -> float:
+    return tier.cost(outcome["prompt_tokens"], outcome["completion_tokens"])
+
+
+def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
+    small, large = tiers["kv-small"], tiers["kv-large"]
+    c_small = [cost(small, r["kv-small"]) for r in rows]
+    c_large = [cost(large, r["kv-large"]) for r in rows]
+    points = []
+    for theta in sorted({-1.0, 1.0, *(r["kv-small"]["u"] for r in rows)}):
+        up = [r["kv-small"]["u"] > theta for r in rows]
+        quality = statistics.mean(r["kv-large" if e else "kv-small"]["right"] for r, e in zip(rows, up))
+        spend = statistics.mean(cs + (cl if e else 0.0) for cs, cl, e in zip(c_small, c_large, up))
+        points.append({"threshold": theta, "escalation_rate": statistics.mean(up), "quality": quality,
+                       "cost": spend})
+    q_large, cost_large = statistics.mean(r["kv-large"]["right"] for r in rows), statistics.mean(c_large)
+    q_small, cost_small = statistics.mean(r["kv-small"]["right"] for r in rows), statistics.mean(c_small)
+    fits = [p for p in points if p["quality"] >= 0.95 * q_large]
+    best = min(fits, key=lambda p: p["cost"]) if fits else None
+    return {
+        "points": points,
+        "all_small": {"quality": q_small, "cost": cost_small},
+        "all_large": {"quality": q_large, "cost": cost_large},
+        "oracle": oracle(rows, c_small, c_large),
+        "at_95pct_of_large": best,
+        "cost_saved_at_95pct": 1 - best["cost"] / cost_large if best else None,
+        "random_at_same_rate": random_baseline(best, q_small, q_large, cost_small, cost_large) if best else None,
+    }
+
+
+def oracle(rows, c_small, c_large) -> dict:
+    up = [not r["kv-small"]["right"] and r["kv-large"]["right"] for r in rows]
+    quality = statistics.mean(r["kv-large" if e else "kv-small"]["right"] for r, e in zip(rows, up))
+    return {"quality": quality, "cost": statistics.mean(cs + (cl if e else 0) for cs, cl, e in zip(c_small, c_large, up))}
+
+
+def random_baseline(best, q_small, q_large, cost_small, cost_large) -> dict:
+    f = best["escalation_rate"]
+    # Escalating a random share f: kv-small's answers stand on the rest.
+    return {"escalation_rate": f, "quality": (1 - f) * q_small + f * q_large, "cost": cost_small + f * cost_large}
+
+
+def auroc(scores: list[float], positives: list[bool]) -> float:
+    """P(score of a random positive > score of a random negative), ties half."""
+    pos = [s for s, p in zip(scores, positives) if p]
+    neg = [s for s, p in zip(scores, positives) if not p]
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def uncertainty_quality(rows: list[dict], seed: int) -> dict:
+    wrong = [not r["kv-small"]["right"] for r in rows]
+    rng = random.Random(seed)
+    # Signs: a higher probability or margin means *less* uncertain.
+    signs = {"mean_nll": 1, "low_quantile_prob": -1, "min_margin": -1, "min_window_prob": -1}
+    return {
+        "wrong_rate": statistics.mean(wrong),
+        "auroc_score": auroc([r["kv-small"]["u"] for r in rows], wrong),
+        **{f"auroc_{c}": auroc([signs[c] * r["kv-small"][c] for r in rows], wrong) for c in COMPONENTS},
+        "auroc_logistic_mix_5fold": logistic_cv_auroc(rows, wrong, seed),
+        "auroc_random": auroc([rng.random() for _ in rows], wrong),
+        "score_time_us": score_time_us(),
+    }
+
+
+def logistic_cv_auroc(rows: list[dict], wrong: list[bool], seed: int, folds: int = 5) -> float:
+    """AUROC of a logistic mix of the components fit on 4/5 and scored on the held-out 1/5."""
+    import numpy as np
+
+    x = np.array([[r["kv-small"][c] for c in COMPONENTS] for r in rows])
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    y = np.array(wrong, dtype=float)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    scores = np.zeros(len(rows))
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        w = _fit_logistic(x[train], y[train])
+        scores[test] = x[test] @ w[:-1] + w[-1]
+    return auroc(scores.tolist(), wrong)
+
+
+def _fit_logistic(x, y, steps: int = 2000, lr: float = 0.1):
+    import numpy as np
+
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(xb.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(xb @ w)))
+        w -= lr * (xb.T @ (p - y) / len(y) + 1e-3 * w)
+    return w
+
+
+def score_time_us(steps: int = 8, calls: int = 20_000) -> dict:
+    rng = random.Random(0)
+    out = {}
+    for n in (steps, 256):
+        tokens = [TokenLogprob(-rng.random(), (-rng.random() * 0.1, -1 - rng.random())) for _ in range(n)]
+        start = time.perf_counter()
+        for _ in range(calls // (n // steps)):
+            uncertainty.score(tokens)
+        out[f"{n}_tokens"] = round((time.perf_counter() - start) / (calls // (n // steps)) * 1e6, 1)
+    return out
+
+
+def simulated_outcomes(rows: list[dict], seed: int, n: int = 5000, weak: float = 0.7, strong: float = 0.85,
+                       target_auroc: float | None = None) -> list[dict]:
+    """RouterBench-style table from latent difficulty: P(right | tier) = sigmoid(skill - d).
+
+    Token counts are drawn from the recorded rows (so the real tiers' prices apply);
+    kv-small's uncertainty is d plus noise, the noise chosen so its AUROC for
+    "wrong" matches the one measured on the real tiers."""
+    rng = random.Random(seed)
+    skill_weak, skill_strong = _logit(weak), _logit(strong)
+    noise = _noise_for_auroc(target_auroc, skill_weak, seed) if target_auroc else 0.5
+    out = []
+    for _ in range(n):
+        d, row = rng.gauss(0, 1), rng.choice(rows)
+        small_right = rng.random() < _sigmoid(skill_weak - d)
+        out.append({
+            "kv-small": {**row["kv-small"], "right": small_right, "u": _sigmoid(d + rng.gauss(0, noise))},
+            "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(skill_strong - d)},
+        })
+    return out
+
+
+def _noise_for_auroc(target: float, skill: float, seed: int) -> float:
+    """Bisect the uncertainty noise so AUROC(u, small wrong) is about `target`."""
+    lo, hi = 0.01, 20.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        rng = random.Random(seed)
+        ds = [rng.gauss(0, 1) for _ in range(3000)]
+        wrong = [rng.random() >= _sigmoid(skill - d) for d in ds]
+        got = auroc([d + rng.gauss(0, mid) for d in ds], wrong)
+        lo, hi = (mid, hi) if got > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def simulate_budgets(tiers: dict[str, Tier], rows: list[dict], seed: int, requests: int = 4000) -> list[dict]:
+    """Tenants of several budgets replayed through make_plan + Ledger; counts violations."""
+    rng = random.Random(seed)
+    prompts = [r["kv-small"]["prompt_tokens"] for r in rows]
+    cascade = [tiers["kv-small"], tiers["kv-large"]]
+    typical = statistics.mean(t.cost(statistics.mean(prompts), 8) for t in cascade)
+    out = []
+    for share in (0.05, 0.25, 0.5, 1.0, 2.0):
+        out.append(run_tenant(rng, cascade, prompts, budget=share * typical * requests, requests=requests, share=share))
+    return out
+
+
+def run_tenant(rng, cascade, prompts, budget, requests, share) -> dict:
+    window = 3600.0
+    ledger = Ledger("sim", budget, window)
+    violations, rejected, escalated, right = 0, 0, 0, 0
+    # Poisson arrivals conditioned on their count: sorted uniform times in one window.
+    for now in sorted(rng.uniform(0, window * 0.999) for _ in range(requests)):
+        d, prompt = rng.gauss(0, 1.5), rng.choice(prompts)
+        try:
+            plan = make_plan(cascade, prompt + 2, 8, ledger.remaining(now), 0.35, ledger.pace(now), "sim")
+        except ResourceExhausted:
+            rejected += 1
+            continue
+        reservation = ledger.reserve(plan.reserve, now)
+        spent, ok = 0.0, False
+        for i, tier in enumerate(plan.tiers):
+            produced = rng.randint(1, plan.max_tokens)
+            spent += tier.cost(prompt + 1, produced)  # the engine adds BOS
+            ok = rng.random() < 1 / (1 + math.exp(-((0.0 if i == 0 else 1.5) - d)))
+            u = 1 / (1 + math.exp(-(d - 0.5 + rng.gauss(0, 0.7))))
+            if not should_escalate(plan, i, u):
+                break
+            escalated += 1
+        ledger.settle(reservation, spent)
+        right += ok
+        violations += ledger.spent > budget + 1e-9
+    return {"budget_share_of_typical": share, "budget": budget, "spent": ledger.spent, "requests": requests,
+            "rejected": rejected, "escalated": escalated, "quality": right / requests, "violations": violations}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in zip(axes, ("curve", "simulated_curve"), ("real tiers", "simulator (latent difficulty)")):
+        _plot_curve(ax, result[key], title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_curve(ax, c: dict, title: str) -> None:
+    ax.plot([p["cost"] for p in c["points"]], [p["quality"] for p in c["points"]], marker=".", label="cascade (threshold sweep)")
+    for name in ("all_small", "all_large", "oracle"):
+        ax.scatter([c[name]["cost"]], [c[name]["quality"]], label=name, zorder=3)
+    if c["random_at_same_rate"]:
+        r = c["random_at_same_rate"]
+        ax.scatter([r["cost"]], [r["quality"]], label="random escalation", marker="x", zorder=3)
+    ax.axhline(0.95 * c["all_large"]["quality"], ls="--", lw=0.8, color="gray", label="95% of kv-large")
+    ax.set(xlabel="mean cost per request (credits)", ylabel="accuracy", title=f"kv-small -> kv-large: {title}")
+    ax.legend(fontsize=7)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=40, help="items per context length")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--outcomes", type=Path, help="reuse a recorded outcome table instead of the stack")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    if args.outcomes:
+        rows = json.loads(args.outcomes.read_text())
+    else:
+        rows = record(args.items, args.seed)
+        (RESULTS / "cascade-outcomes.json").write_text(json.dumps(rows))
+    tiers = prices()
+    quality = uncertainty_quality(rows, args.seed)
+    simulated = simulated_outcomes(rows, args.seed, target_auroc=quality["auroc_score"])
+    result = {"items": len(rows), "curve": curve(rows, tiers), "uncertainty": quality,
+              "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
+              "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in TIERS},
+              "budgets": simulate_budgets(tiers, rows, args.seed)}
+    report(result)
+    (RESULTS / "cascade.json").write_text(json.dumps(result, indent=2))
+    plot(result, RESULTS / "cascade.png")
+
+
+def report(result: dict) -> None:
+    for title, key in (("real tiers", "curve"), ("simulator", "simulated_curve")):
+        print(f"-- cascade, {title}")
+        report_curve(result[key])
+    u = result["uncertainty"]
+    print(f"AUROC(kv-small wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
+          f"{u['auroc_logistic_mix_5fold']:.3f}  random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f})")
+    print("  components: " + "  ".join(f"{c} {u['auroc_' + c]:.3f}" for c in COMPONENTS))
+    print(f"  score time: {u['score_time_us']} us")
+    print(f"median latency s: {result['latency_s']}")
+    for b in result["budgets"]:
+        print(f"budget x{b['budget_share_of_typical']:<5} spent/budget {b['spent'] / b['budget']:.3f} rejected "
+              f"{b['rejected']} escalated {b['escalated']} quality {b['quality']:.3f} violations {b['violations']}")
+
+
+def report_curve(c: dict) -> None:
+    for name in ("all_small", "all_large", "oracle"):
+        print(f"{name:<12} quality {c[name]['quality']:.3f}  cost {c[name]['cost']:.6f}")
+    best = c["at_95pct_of_large"]
+    if best:
+        print(f"cascade @95% threshold {best['threshold']:.3f} escalation {best['escalation_rate']:.2f} "
+              f"quality {best['quality']:.3f} cost {best['cost']:.6f} saved {c['cost_saved_at_95pct']:.1%}")
+        r = c["random_at_same_rate"]
+        print(f"random escalation at that rate: quality {r['quality']:.3f} cost {r['cost']:.6f}")
+
+
+if __name__ == "__main__":
+    main()

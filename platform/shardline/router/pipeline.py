@@ -1,0 +1,211 @@
+"""The router's request path: one pipeline of named stages.
+
+    admission -> compression -> decoding_plan -> attempt (per cascade tier) -> replica_call
+
+`Pipeline.run(request, timeout_s, outcome)` takes the request proto and a timeout
+in seconds (no gRPC context), so any front door (gRPC today, HTTP later) reuses
+it and tracing can wrap each stage method. Policy logic lives in `policies/`;
+here the stages gather what the policies need (token counts, embeddings, prompt
+logprobs, budgets), apply their decisions and fill `outcome` for the response.
+
+Money: the plan's worst case is reserved from the tenant's ledger before the
+first replica call and settled with the actual cost just before the final delta
+goes out (or when the request fails or is cancelled), so the report on the last
+chunk is complete and concurrent requests can never overspend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+
+from shardline.engine.protocol import GenerationDelta, GenerationRequest
+from shardline.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from shardline.policies import uncertainty
+from shardline.policies.compression import Compressed, Scorers, compress, skip_reason
+from shardline.policies.compression.extractive import Embedder
+from shardline.policies.decoding.budget import Ledger
+from shardline.policies.decoding.costs import Tier
+from shardline.policies.decoding.plan import Plan, make_plan, should_escalate
+from shardline.router import scorers
+from shardline.router.admission import admit
+from shardline.router.backend import Backend
+from shardline.router.metering import Metering
+from shardline.router.policy_admission import compression_options, tenant
+from shardline.spec.model import DeploymentSpec
+from shardline.v1 import inference_pb2 as pb
+
+STAGES = ("admission", "compression", "decoding_plan", "attempt", "replica_call")
+TOP_LOGPROBS = 2  # top-1 and top-2: enough for the margin signal
+SPECIAL_TOKENS = 2  # BOS/EOS the engine may add to the counted prompt
+
+
+@dataclass
+class Outcome:
+    """What the policies decided and what it cost; complete when the final delta is yielded."""
+
+    request_id: str = ""
+    compressed: Compressed | None = None
+    plan: Plan | None = None
+    tenant: str = ""
+    answered_by: str = ""
+    escalated: bool = False
+    charged: float = 0.0
+    budget_left: float | None = None
+    uncertainty: uncertainty.Uncertainty | None = None
+    scoring_cost: float = 0.0
+    """The self_information scoring prefill on the cheapest tier (charged with the answer)."""
+
+
+@dataclass
+class _Billing:
+    ledger: Ledger | None
+    reservation: int | None
+    settled: bool = False
+
+
+class Pipeline:
+    def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder | None = None,
+                 metering: Metering | None = None):
+        self._spec = spec
+        self._backend = backend
+        self._embed = embed
+        self._metering = metering or Metering(spec)
+        self.in_flight = 0
+        self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
+
+    async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome) -> AsyncIterator[GenerationDelta]:
+        self._enter()
+        try:
+            generation = self.admission(request, timeout_s)
+            outcome.request_id = generation.request_id
+            deadline = asyncio.get_running_loop().time() + generation.timeout_s
+            outcome.compressed = await self.compression(request, generation, outcome)
+            billing = self.decoding_plan(request, generation, outcome)
+            try:
+                attempts = self._attempts(generation, request.uncertainty, deadline, outcome, billing)
+                async with aclosing(attempts) as stream:
+                    async for delta in stream:
+                        yield delta
+            finally:
+                self._settle(billing, outcome)
+        finally:
+            self.in_flight -= 1
+
+    def admission(self, request: pb.GenerateRequest, timeout_s: float) -> GenerationRequest:
+        generation = admit(request, self._spec, timeout_s)
+        tiers = self._metering.tiers(request.model)
+        missing = [t.name for t in tiers if not self.ready.get(t.name)]
+        if missing:
+            raise Unavailable(f"model {missing[0]!r} has no ready replica yet; retry later")
+        return generation
+
+    async def compression(self, request: pb.GenerateRequest, generation: GenerationRequest,
+                          outcome: Outcome) -> Compressed:
+        options = compression_options(request, self._spec)
+        first = self._metering.tiers(request.model)[0].name
+        count = scorers.counter_for(self._spec.model(first))
+        found = Scorers(count=count, embed=self._embed)
+        if options.policy == "self_information" and not skip_reason(count(generation.prompt), options):
+            scorer = scorers.cheapest_tier(self._spec, first)
+            found = replace(found, token_nll=await scorers.prompt_nll(self._backend, scorer, generation, generation.prompt))
+            outcome.scoring_cost = self._metering.tier(scorer).cost(len(found.token_nll) + SPECIAL_TOKENS, 1)
+        if options.policy == "none":  # only a token count: not worth a thread hop
+            return compress(generation.prompt, options, found)
+        # MiniLM and the tokenizer are CPU work: keep the event loop serving others.
+        return await asyncio.to_thread(compress, generation.prompt, options, found)
+
+    def decoding_plan(self, request: pb.GenerateRequest, generation: GenerationRequest, outcome: Outcome) -> _Billing:
+        outcome.tenant = tenant(request)
+        ledger = self._metering.ledger(outcome.tenant)
+        outcome.tenant = ledger.tenant if ledger else ""
+        cascade = self._spec.policies.cascade(request.model)
+        now = self._metering.now()
+        outcome.charged = outcome.scoring_cost
+        outcome.plan = make_plan(
+            self._metering.tiers(request.model), outcome.compressed.sent_tokens + SPECIAL_TOKENS,
+            generation.max_tokens, ledger.remaining(now) - outcome.scoring_cost if ledger else None,
+            cascade.escalate_above if cascade else 1.0, ledger.pace(now) if ledger else 1.0, outcome.tenant,
+            generation.timeout_s,
+        )
+        reservation = ledger.reserve(outcome.plan.reserve + outcome.scoring_cost, now) if ledger else None
+        return _Billing(ledger, reservation)
+
+    async def _attempts(self, generation: GenerationRequest, scored: bool, deadline: float, outcome: Outcome,
+                        billing: _Billing) -> AsyncIterator[GenerationDelta]:
+        plan = outcome.plan
+        scored = scored or plan.cascade
+        base = replace(generation, prompt=outcome.compressed.text, max_tokens=plan.max_tokens,
+                       logprobs=TOP_LOGPROBS if scored else 0)
+        for index, tier in enumerate(plan.tiers):
+            last = index == len(plan.tiers) - 1
+            request = replace(base, timeout_s=_left(deadline, generation.request_id))
+            async with aclosing(self.attempt(tier, request, last, outcome)) as stream:
+                async for delta in stream:
+                    if delta.finish_reason is not None:
+                        outcome.uncertainty = uncertainty.score(delta.logprobs, delta.raw_logits) if scored else None
+                        if not last and should_escalate(plan, index, outcome.uncertainty.score):
+                            outcome.escalated = True
+                            break
+                        outcome.answered_by = tier.name
+                        self._settle(billing, outcome)
+                    yield delta
+            if outcome.answered_by:
+                return
+
+    async def attempt(self, tier: Tier, request: GenerationRequest, last: bool,
+                      outcome: Outcome) -> AsyncIterator[GenerationDelta]:
+        """One tier's answer: streamed when it is the last tier, else buffered into one
+        delta (whose logprobs the escalation decision reads). The final delta carries
+        every logprob of the answer either way."""
+        buffered, latest, logprobs, charged = GenerationDelta("", []), None, [], False
+        try:
+            async with aclosing(self.replica_call(tier.name, request)) as stream:
+                async for delta in stream:
+                    latest = delta
+                    logprobs.extend(delta.logprobs)
+                    if delta.finish_reason is not None:
+                        outcome.charged += self._cost(tier, latest, outcome)
+                        charged = True
+                    if last:
+                        yield replace(delta, logprobs=logprobs) if delta.finish_reason else delta
+                    else:
+                        buffered = buffered.merge(delta)
+            if not last:
+                yield replace(buffered, logprobs=logprobs)
+        finally:
+            if not charged and latest is not None:  # failed or cancelled midway: pay for what was produced
+                outcome.charged += self._cost(tier, latest, outcome)
+
+    async def replica_call(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        async with aclosing(self._backend.stream(model, request)) as stream:
+            async for delta in stream:
+                yield delta
+
+    @staticmethod
+    def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
+        """Usage on the latest delta is cumulative: it prices everything so far."""
+        return tier.cost(latest.prompt_tokens or outcome.compressed.sent_tokens, latest.completion_tokens)
+
+    def _enter(self) -> None:
+        limit = self._spec.router.limits.max_concurrent_requests
+        if self.in_flight >= limit:
+            raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is {limit}")
+        self.in_flight += 1
+
+    def _settle(self, billing: _Billing, outcome: Outcome) -> None:
+        if billing.settled:
+            return
+        billing.settled = True
+        if billing.ledger is not None:
+            outcome.charged = billing.ledger.settle(billing.reservation, outcome.charged)
+            outcome.budget_left = billing.ledger.remaining(self._metering.now())
+
+
+def _left(deadline: float, request_id: str) -> float:
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        raise DeadlineExceeded(f"request {request_id} passed its deadline before its next cascade attempt")
+    return left
