@@ -183,37 +183,38 @@ def score_time_us(steps: int = 8, calls: int = 20_000) -> dict:
 
 
 def simulated_outcomes(rows: list[dict], seed: int, n: int = 5000, weak: float = 0.7, strong: float = 0.85,
-                       target_auroc: float | None = None) -> list[dict]:
-    """RouterBench-style table from latent difficulty: P(right | tier) = sigmoid(skill - d).
+                       target_auroc: float = 0.75) -> list[dict]:
+    """RouterBench-style table from latent difficulty: P(right | tier) = sigmoid(logit(skill) - d).
 
-    Token counts are drawn from the recorded rows (so the real tiers' prices apply);
-    kv-small's uncertainty is d plus noise, the noise chosen so its AUROC for
-    "wrong" matches the one measured on the real tiers."""
+    Token counts are drawn from the recorded rows (so the real tiers' prices apply).
+    kv-small's uncertainty separates its wrong answers from its right ones with
+    the given AUROC (binormal: wrong ~ N(gap, 1), right ~ N(0, 1), AUROC = Phi(gap / sqrt 2)),
+    so the measured AUROC of the real score carries over."""
     rng = random.Random(seed)
-    skill_weak, skill_strong = _logit(weak), _logit(strong)
-    noise = _noise_for_auroc(target_auroc, skill_weak, seed) if target_auroc else 0.5
+    gap = math.sqrt(2) * statistics.NormalDist().inv_cdf(target_auroc)
     out = []
     for _ in range(n):
         d, row = rng.gauss(0, 1), rng.choice(rows)
-        small_right = rng.random() < _sigmoid(skill_weak - d)
+        small_right = rng.random() < _sigmoid(_logit(weak) - d)
+        u = _sigmoid((0.0 if small_right else gap) + rng.gauss(0, 1))
         out.append({
-            "kv-small": {**row["kv-small"], "right": small_right, "u": _sigmoid(d + rng.gauss(0, noise))},
-            "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(skill_strong - d)},
+            "kv-small": {**row["kv-small"], "right": small_right, "u": u},
+            "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(_logit(strong) - d)},
         })
     return out
 
 
-def _noise_for_auroc(target: float, skill: float, seed: int) -> float:
-    """Bisect the uncertainty noise so AUROC(u, small wrong) is about `target`."""
-    lo, hi = 0.01, 20.0
-    for _ in range(20):
-        mid = (lo + hi) / 2
-        rng = random.Random(seed)
-        ds = [rng.gauss(0, 1) for _ in range(3000)]
-        wrong = [rng.random() >= _sigmoid(skill - d) for d in ds]
-        got = auroc([d + rng.gauss(0, mid) for d in ds], wrong)
-        lo, hi = (mid, hi) if got > target else (lo, mid)
-    return (lo + hi) / 2
+def savings_grid(rows: list[dict], tiers: dict[str, Tier], seed: int, measured: float) -> list[dict]:
+    """Cost saved at 95% of the strong tier's quality, by weak-tier skill and uncertainty AUROC."""
+    grid = []
+    for weak in (0.6, 0.7, 0.8):
+        for target in (measured, 0.85, 0.95):
+            c = curve(simulated_outcomes(rows, seed, n=3000, weak=weak, strong=0.85, target_auroc=target), tiers)
+            grid.append({"weak_skill": weak, "uncertainty_auroc": round(target, 3),
+                         "weak_quality": round(c["all_small"]["quality"], 3),
+                         "strong_quality": round(c["all_large"]["quality"], 3),
+                         "cost_saved_at_95pct": c["cost_saved_at_95pct"]})
+    return grid
 
 
 def _sigmoid(x: float) -> float:
@@ -307,6 +308,7 @@ def main() -> None:
     simulated = simulated_outcomes(rows, args.seed, target_auroc=quality["auroc_score"])
     result = {"items": len(rows), "curve": curve(rows, tiers), "uncertainty": quality,
               "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
+              "simulated_savings_grid": savings_grid(rows, tiers, args.seed, quality["auroc_score"]),
               "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in TIERS},
               "budgets": simulate_budgets(tiers, rows, args.seed)}
     report(result)
@@ -324,6 +326,10 @@ def report(result: dict) -> None:
     print("  components: " + "  ".join(f"{c} {u['auroc_' + c]:.3f}" for c in COMPONENTS))
     print(f"  score time: {u['score_time_us']} us")
     print(f"median latency s: {result['latency_s']}")
+    for g in result["simulated_savings_grid"]:
+        saved = "n/a" if g["cost_saved_at_95pct"] is None else f"{g['cost_saved_at_95pct']:.1%}"
+        print(f"simulator weak {g['weak_quality']:.2f} strong {g['strong_quality']:.2f} "
+              f"AUROC {g['uncertainty_auroc']:.2f}: saved {saved}")
     for b in result["budgets"]:
         print(f"budget x{b['budget_share_of_typical']:<5} spent/budget {b['spent'] / b['budget']:.3f} rejected "
               f"{b['rejected']} escalated {b['escalated']} quality {b['quality']:.3f} violations {b['violations']}")
