@@ -36,6 +36,9 @@ class GenerationRequest:
     timeout_s: float | None = None
     """Seconds the replica may spend on this request, counted from when it arrives
     (relative, so clocks on different nodes need not agree)."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """W3C trace headers (`traceparent`, `tracestate`) naming the caller's span, so
+    the trace continues across Ray (see shardline.telemetry)."""
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from shardline.engine.protocol import GenerationDelta
 from shardline.errors import ResourceExhausted, Unavailable
@@ -20,6 +21,9 @@ from shardline.router.admission import admit
 from shardline.router.backend import Backend
 from shardline.router.status import to_status
 from shardline.spec.model import DeploymentSpec
+from shardline.telemetry import attributes as attr
+from shardline.telemetry.requests import router_rpc
+from shardline.telemetry.tracing import stage_span
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
@@ -42,7 +46,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
         try:
-            async for delta, request_id in self._serve(request, context):
+            async for delta, request_id in self._serve(request, context, "GenerateStream"):
                 yield _chunk(request_id, delta)
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
             await _abort(context, exc)
@@ -50,7 +54,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         text, token_ids, last, request_id = [], [], None, ""
         try:
-            async for delta, request_id in self._serve(request, context):
+            async for delta, request_id in self._serve(request, context, "Generate"):
                 text.append(delta.text)
                 token_ids.extend(delta.token_ids)
                 last = delta
@@ -80,26 +84,31 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         )
 
     async def _serve(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, method: str
     ) -> AsyncIterator[tuple[GenerationDelta, str]]:
-        limit = self._spec.router.limits.max_concurrent_requests
-        if self._in_flight >= limit:
-            raise ResourceExhausted(
-                f"router has {self._in_flight} requests in flight; max_concurrent_requests is {limit}"
-            )
-        self._in_flight += 1
-        try:
-            generation = admit(request, self._spec, self._timeout(context))
-            if not self.ready.get(request.model):
-                raise Unavailable(f"model {request.model!r} has no ready replica yet; retry later")
-            stream = self._backend.stream(request.model, generation)
+        async with router_rpc(method, context) as rpc:
+            limit = self._spec.router.limits.max_concurrent_requests
+            if self._in_flight >= limit:
+                raise ResourceExhausted(
+                    f"router has {self._in_flight} requests in flight; max_concurrent_requests is {limit}"
+                )
+            self._in_flight += 1
             try:
-                async for delta in stream:
-                    yield delta, generation.request_id
+                with stage_span(attr.ADMISSION_SPAN):
+                    generation = admit(request, self._spec, self._timeout(context))
+                rpc.admitted(request.model, generation)
+                if not self.ready.get(request.model):
+                    raise Unavailable(f"model {request.model!r} has no ready replica yet; retry later")
+                with stage_span(attr.REPLICA_CALL_SPAN, kind=SpanKind.CLIENT) as call:
+                    stream = self._backend.stream(request.model, rpc.replica_call(generation, call))
+                    try:
+                        async for delta in stream:
+                            rpc.delta(delta)
+                            yield delta, generation.request_id
+                    finally:
+                        await stream.aclose()
             finally:
-                await stream.aclose()
-        finally:
-            self._in_flight -= 1
+                self._in_flight -= 1
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
