@@ -7,6 +7,9 @@
 
 `AsyncClient` offers the same calls on grpc.aio for concurrent use.
 Errors arrive as `grpc.RpcError` with the router's typed status and message.
+When the caller has a current OpenTelemetry span, its W3C context is sent along
+(the router continues that trace); `trace_id(call)` reads the trace id the
+router answers with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import propagate
 
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
@@ -46,6 +50,21 @@ def make_request(
     return pb.GenerateRequest(model=model, prompt=prompt, sampling=sampling, request_id=request_id)
 
 
+TRACE_ID_METADATA = "shardline-trace-id"  # the router's answer; see shardline.telemetry
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """The current OpenTelemetry context as gRPC metadata (empty without a span)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return tuple(headers.items())
+
+
+def trace_id(call) -> str:
+    """The trace id the router returned for `call` (a stream or a `with_call` result)."""
+    return dict(call.initial_metadata() or ()).get(TRACE_ID_METADATA, "")
+
+
 class Client:
     def __init__(self, target: str = "localhost:50051"):
         self._channel = grpc.insecure_channel(target)
@@ -53,10 +72,13 @@ class Client:
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
-        return self._stub.Generate(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return self._stub.Generate(request, timeout=timeout, metadata=trace_metadata())
 
     def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> Iterator[pb.GenerateChunk]:
-        return self._stub.GenerateStream(make_request(model, prompt, **sampling), timeout=timeout)
+        """The chunks; the returned call also answers `trace_id(call)`."""
+        request = make_request(model, prompt, **sampling)
+        return self._stub.GenerateStream(request, timeout=timeout, metadata=trace_metadata())
 
     def list_models(self, timeout: float | None = 10.0) -> list[pb.ModelInfo]:
         return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout).models)
@@ -82,10 +104,12 @@ class AsyncClient:
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     async def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
-        return await self._stub.Generate(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return await self._stub.Generate(request, timeout=timeout, metadata=trace_metadata())
 
     def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> AsyncIterator[pb.GenerateChunk]:
-        return self._stub.GenerateStream(make_request(model, prompt, **sampling), timeout=timeout)
+        request = make_request(model, prompt, **sampling)
+        return self._stub.GenerateStream(request, timeout=timeout, metadata=trace_metadata())
 
     async def close(self) -> None:
         await self._channel.close()

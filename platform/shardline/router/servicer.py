@@ -86,7 +86,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def _serve(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, method: str
     ) -> AsyncIterator[tuple[GenerationDelta, str]]:
-        async with router_rpc(method, context) as rpc:
+        async with router_rpc(method, context, self._spec.telemetry.record_content) as rpc:
             limit = self._spec.router.limits.max_concurrent_requests
             if self._in_flight >= limit:
                 raise ResourceExhausted(

@@ -19,7 +19,7 @@ from shardline.serve.coalesce import coalesce
 from shardline.spec.model import ModelSpec, TelemetrySpec
 from shardline.telemetry.metrics import serve_metrics
 from shardline.telemetry.requests import replica_label, replica_request
-from shardline.telemetry.tracing import setup_tracing
+from shardline.telemetry.tracing import flush_tracing, setup_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class LLMServer:
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.shutdown()
+        flush_tracing()
 
 
 def _start_telemetry(telemetry: TelemetrySpec | None) -> int | None:

@@ -18,7 +18,7 @@ from shardline.router.server import RouterServer
 from shardline.serve.backend import ServeBackend
 from shardline.spec.model import DeploymentSpec
 from shardline.telemetry.metrics import serve_metrics
-from shardline.telemetry.tracing import setup_tracing
+from shardline.telemetry.tracing import flush_tracing, setup_tracing
 
 DRAIN_GRACE_S = 10.0
 
@@ -45,3 +45,4 @@ class RouterReplica:
 
     async def __del__(self) -> None:
         await self._server.stop(DRAIN_GRACE_S)
+        flush_tracing()

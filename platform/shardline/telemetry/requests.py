@@ -26,7 +26,7 @@ from shardline.engine.protocol import GenerationDelta, GenerationRequest
 from shardline.router.status import to_status
 from shardline.telemetry import attributes as attr
 from shardline.telemetry import metrics
-from shardline.telemetry.tracing import carrier, configured, parent_context, trace_id_hex, tracer
+from shardline.telemetry.tracing import carrier, parent_context, trace_id_hex, tracer
 
 TRACE_ID_METADATA = "shardline-trace-id"
 SERVICE = "shardline.v1.Inference"
@@ -60,17 +60,13 @@ def usage_attributes(delta: GenerationDelta) -> dict[str, Any]:
     }
 
 
-def _record_content() -> bool:
-    telemetry = configured()
-    return telemetry is not None and telemetry.record_content
-
-
 class RouterRPC:
     """One RPC at the router: its server span, token timing and usage."""
 
-    def __init__(self, method: str, span: trace.Span):
+    def __init__(self, method: str, span: trace.Span, record_content: bool):
         self.method = method
         self.span = span
+        self.record_content = record_content
         self.model = ""
         self._start = time.perf_counter()
         self._last_token: float | None = None
@@ -83,7 +79,7 @@ class RouterRPC:
     def admitted(self, model: str, request: GenerationRequest) -> None:
         self.model = model
         self.span.set_attributes(request_attributes(model, request))
-        if _record_content():
+        if self.record_content:
             self.span.set_attribute(attr.GEN_AI_PROMPT, request.prompt)
 
     def replica_call(self, request: GenerationRequest, span: trace.Span) -> GenerationRequest:
@@ -99,7 +95,7 @@ class RouterRPC:
             else:
                 metrics.INTER_TOKEN.labels(self.model).observe((now - self._last_token) / len(delta.token_ids))
             self._last_token = now
-        if _record_content():
+        if self.record_content:
             self._text.append(delta.text)
         if delta.finish_reason is not None:
             self._finished(delta)
@@ -121,7 +117,9 @@ class RouterRPC:
 
 
 @contextlib.asynccontextmanager
-async def router_rpc(method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[RouterRPC]:
+async def router_rpc(
+    method: str, context: grpc.aio.ServicerContext, record_content: bool = False
+) -> AsyncIterator[RouterRPC]:
     """The server span of one RPC, current while the handler runs; see the module doc."""
     headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
     span = tracer().start_span(
@@ -130,7 +128,7 @@ async def router_rpc(method: str, context: grpc.aio.ServicerContext) -> AsyncIte
         kind=SpanKind.SERVER,
         attributes={attr.RPC_SYSTEM: "grpc", attr.RPC_SERVICE: SERVICE, attr.RPC_METHOD: method},
     )
-    rpc = RouterRPC(method, span)
+    rpc = RouterRPC(method, span, record_content)
     if rpc.trace_id:
         await context.send_initial_metadata(((TRACE_ID_METADATA, rpc.trace_id),))
     code, message = grpc.StatusCode.OK, ""

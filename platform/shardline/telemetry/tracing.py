@@ -53,6 +53,13 @@ def setup_tracing(telemetry: TelemetrySpec, role: str) -> bool:
     return True
 
 
+def flush_tracing() -> None:
+    """Export the spans still batched (a replica about to be stopped calls this)."""
+    provider = trace.get_tracer_provider()
+    if _configured is not None and isinstance(provider, TracerProvider):
+        provider.force_flush(timeout_millis=5000)
+
+
 def configured() -> TelemetrySpec | None:
     """The telemetry section this process traces with, or None when it does not."""
     return _configured
