@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shardline.engine.protocol import GenerationDelta, GenerationRequest
-from shardline.router.status import to_status
+from shardline.router.status import status_code
 from shardline.telemetry import attributes as attr
 from shardline.telemetry import metrics
 from shardline.telemetry.tracing import carrier, parent_context, trace_id_hex, tracer
@@ -139,7 +139,7 @@ async def router_rpc(
         code = grpc.StatusCode.CANCELLED
         raise
     except Exception as exc:
-        code, message = to_status(exc)
+        code, message = status_code(exc), str(exc)
         span.record_exception(exc)
         raise
     finally:
