@@ -15,7 +15,7 @@ def render_trace(spans: list[dict]) -> list[str]:
     for siblings in children.values():
         siblings.sort(key=lambda s: s["start_ns"])
     processes = {process_label(s) for s in spans}
-    nodes = {s["resource"].get(attr.RAY_NODE_ID) or s["resource"].get(attr.HOST_NAME) for s in spans}
+    nodes = {node_label(s) for s in spans}
     lines = [f"trace {spans[0]['trace_id']}: {len(spans)} spans, {len(processes)} processes, {len(nodes)} nodes"]
     for root in children.get("", []):
         _walk(root, children, "", "", lines)
@@ -34,7 +34,12 @@ def duration_ms(span: dict) -> float:
     return (span["end_ns"] - span["start_ns"]) / 1e6
 
 
+def node_label(span: dict) -> str:
+    """The Ray node (short id); a process outside Ray (a client) counts as its host."""
+    r = span["resource"]
+    return (r.get(attr.RAY_NODE_ID) or "")[:8] or r.get(attr.HOST_NAME, "?")
+
+
 def process_label(span: dict) -> str:
     r = span["resource"]
-    node = (r.get(attr.RAY_NODE_ID) or "")[:8] or r.get(attr.HOST_NAME, "?")
-    return f"{r.get(attr.PROCESS_ROLE, '?')} pid {r.get(attr.PROCESS_PID, '?')} node {node}"
+    return f"{r.get(attr.PROCESS_ROLE, '?')} pid {r.get(attr.PROCESS_PID, '?')} node {node_label(span)}"
