@@ -65,6 +65,15 @@ def test_file_store_keeps_spans_per_process_and_finds_the_last_request(tmp_path)
         store.trace_spans(spans, "0123")
 
 
+def test_opening_the_store_removes_files_past_retention(tmp_path):
+    stale, fresh = tmp_path / "spans-old-1.jsonl", tmp_path / "spans-new-2.jsonl"
+    stale.write_text("")
+    fresh.write_text("")
+    os.utime(stale, (1, 1))
+    store.FileSpanExporter(str(tmp_path))
+    assert not stale.exists() and fresh.exists()
+
+
 def test_tree_nests_children_under_parents_with_durations_and_processes(tmp_path):
     tid = record_request_trace(tmp_path)
     lines = render_trace(store.trace_spans(store.read_spans(str(tmp_path)), tid))

@@ -2,15 +2,18 @@
 
 Each process appends its finished spans as JSON lines to its own file in the
 trace directory (no locking between processes: a file has one writer). A file
-past `MAX_FILE_BYTES` is rotated once, so the store stays bounded. The store only
+past `MAX_FILE_BYTES` is rotated once, and files untouched for `RETENTION_S` are
+removed when a process opens the store, so the store stays bounded. The store only
 sees the spans of processes on this machine: across nodes, export to a collector.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from shardline.errors import ShardlineError
 from shardline.telemetry import attributes as attr
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
+RETENTION_S = 7 * 24 * 3600
 RESOURCE_KEYS = (attr.PROCESS_ROLE, attr.PROCESS_PID, attr.HOST_NAME, attr.RAY_NODE_ID)
 
 
@@ -33,6 +37,7 @@ class FileSpanExporter(SpanExporter):
     def __init__(self, directory: str):
         self._path = Path(directory) / f"spans-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(self._path.parent, time.time() - RETENTION_S)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = "".join(json.dumps(span_record(s), separators=(",", ":")) + "\n" for s in spans)
@@ -44,6 +49,13 @@ class FileSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+def _remove_stale(directory: Path, before: float) -> None:
+    for path in directory.glob("spans-*.jsonl*"):
+        with contextlib.suppress(FileNotFoundError):  # another process removed it first
+            if path.stat().st_mtime < before:
+                path.unlink()
 
 
 def span_record(span: ReadableSpan) -> dict:
