@@ -9,6 +9,10 @@ the spec on an embedded Ray cluster and drives the router over gRPC. Prints a
 table with the ratios and writes JSON to bench/results/serving-<spec>.json.
 
     .venv/bin/python bench/serving.py deployments/bench-tp1.yaml
+    .venv/bin/python bench/serving.py deployments/bench-tp1.yaml --compare-tracing
+
+`--compare-tracing` measures what tracing costs instead: only the router path,
+deployed four times (tracing off, on, on, off; metrics on throughout).
 """
 
 from __future__ import annotations
@@ -178,7 +182,7 @@ async def _wait_http(session, url: str, server, timeout_s: float = 300) -> None:
     raise TimeoutError(f"{url} not healthy after {timeout_s} s")
 
 
-async def router_phase(spec, args) -> PhaseResult:
+async def router_phase(spec, args, name: str = "shardline gRPC router") -> PhaseResult:
     from ray import serve
 
     from shardline.client import AsyncClient
@@ -195,7 +199,7 @@ async def router_phase(spec, args) -> PhaseResult:
                 return await first_token_and_count(len(c.token_ids) async for c in chunks)
 
             await one_request("warm up")
-            return await run_load("shardline gRPC router", one_request, args.streams, args.requests)
+            return await run_load(name, one_request, args.streams, args.requests)
     finally:
         serve.shutdown()
         import ray
@@ -233,6 +237,37 @@ def report(direct: PhaseResult, server: PhaseResult, routed: PhaseResult, spec, 
     }
 
 
+# Tracing overhead: the router path with tracing off and on, alternated so that
+# drift on a shared machine hits both alike.
+TRACING_ORDER = ("off", "on", "on", "off")
+
+
+def with_exporter(spec, exporter: str):
+    telemetry = spec.telemetry.model_copy(update={"exporter": exporter})
+    return spec.model_copy(update={"telemetry": telemetry})
+
+
+def tracing_comparison(spec, args) -> dict:
+    if not spec.telemetry.tracing:
+        raise SystemExit("--compare-tracing needs a spec whose telemetry.exporter is not off")
+    runs = []
+    for mode in TRACING_ORDER:
+        phase_spec = spec if mode == "on" else with_exporter(spec, "off")
+        name = f"router, tracing {mode}" + (f" ({spec.telemetry.exporter})" if mode == "on" else "")
+        runs.append(asyncio.run(router_phase(phase_spec, args, name)))
+    header = f"{'path':<32}{'tokens/s':>10}{'TTFT p50 ms':>13}{'TTFT p99 ms':>13}{'requests':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in map(PhaseResult.summary, runs):
+        print(f"{r['name']:<32}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['requests']:>10}")
+    mean = {mode: statistics.mean(r.tokens_per_s for r, m in zip(runs, TRACING_ORDER) if m == mode) for mode in ("off", "on")}
+    ratio = mean["on"] / mean["off"]
+    print(f"tracing on vs off: throughput {ratio:.3f}x (means {mean['on']:.1f} vs {mean['off']:.1f} tokens/s)")
+    return {"benchmark": "serving-tracing", "spec": args.spec, "exporter": spec.telemetry.exporter,
+            "workload": {"streams": args.streams, "requests_per_stream": args.requests, "max_tokens": args.max_tokens},
+            "results": [r.summary() for r in runs], "throughput_on_vs_off": round(ratio, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec")
@@ -241,6 +276,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--stream-interval-ms", type=float, help="override the spec's value")
     parser.add_argument("--out", help="JSON path (default: bench/results/serving-<spec name>.json)")
+    parser.add_argument("--compare-tracing", action="store_true",
+                        help="only the router path, tracing off vs on, alternated (serving-<spec>-tracing.json)")
     args = parser.parse_args()
 
     from shardline.spec import load_spec
@@ -249,7 +286,12 @@ def main() -> None:
     if args.stream_interval_ms is not None:
         model = spec.models[0].model_copy(update={"stream_interval_ms": args.stream_interval_ms})
         spec = spec.model_copy(update={"models": (model, *spec.models[1:])})
-    out = Path(args.out or RESULTS / f"serving-{Path(args.spec).stem}.json")
+    suffix = "-tracing" if args.compare_tracing else ""
+    out = Path(args.out or RESULTS / f"serving-{Path(args.spec).stem}{suffix}.json")
+    if args.compare_tracing:
+        out.write_text(json.dumps(tracing_comparison(spec, args), indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     direct = asyncio.run(direct_phase(spec.models[0], args))
     server = asyncio.run(vllm_server_phase(spec.models[0], args))
     routed = asyncio.run(router_phase(spec, args))

@@ -7,6 +7,9 @@
 
 `AsyncClient` offers the same calls on grpc.aio for concurrent use.
 Errors arrive as `grpc.RpcError` with the router's typed status and message.
+When the caller has a current OpenTelemetry span, its W3C context is sent along
+(the router continues that trace); `trace_id(call)` reads the trace id the
+router answers with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import propagate
 
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
@@ -50,9 +54,21 @@ def make_request(
                               tenant=tenant, uncertainty=uncertainty, compression=compression)
 
 
-def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
-    """Call metadata carrying a bearer token (None without one)."""
-    return (("authorization", f"Bearer {token}"),) if token else None
+def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """Per-call metadata: the bearer token (when given) and the current trace context,
+    so a client span (if any) becomes the parent of the router's."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    auth = (("authorization", f"Bearer {token}"),) if token else ()
+    return auth + tuple(headers.items())
+
+
+TRACE_ID_METADATA = "shardline-trace-id"  # the router's answer; see shardline.telemetry
+
+
+def trace_id(call) -> str:
+    """The trace id the router returned for `call` (a stream or a `with_call` result)."""
+    return dict(call.initial_metadata() or ()).get(TRACE_ID_METADATA, "")
 
 
 class Client:
@@ -67,26 +83,26 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
     ):
         self._channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
-        self._metadata = auth_metadata(token)
+        self._token = token
         self._stub = pb_grpc.InferenceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
         request = make_request(model, prompt, **sampling)
-        return self._stub.Generate(request, timeout=timeout, metadata=self._metadata)
+        return self._stub.Generate(request, timeout=timeout, metadata=call_metadata(self._token))
 
     def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> Iterator[pb.GenerateChunk]:
         request = make_request(model, prompt, **sampling)
-        return self._stub.GenerateStream(request, timeout=timeout, metadata=self._metadata)
+        return self._stub.GenerateStream(request, timeout=timeout, metadata=call_metadata(self._token))
 
     def list_models(self, timeout: float | None = 10.0) -> list[pb.ModelInfo]:
-        reply = self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._metadata)
+        reply = self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=call_metadata(self._token))
         return list(reply.models)
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         """"SERVING" or "NOT_SERVING" for `service` ("" = the whole router)."""
         request = health_pb2.HealthCheckRequest(service=service)
-        reply = self._health.Check(request, timeout=timeout, metadata=self._metadata)
+        reply = self._health.Check(request, timeout=timeout, metadata=call_metadata(self._token))
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def close(self) -> None:
@@ -111,16 +127,16 @@ class AsyncClient:
     ):
         aio = grpc.aio
         self._channel = aio.secure_channel(target, credentials) if credentials else aio.insecure_channel(target)
-        self._metadata = auth_metadata(token)
+        self._token = token
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     async def generate(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> pb.GenerateResponse:
         request = make_request(model, prompt, **sampling)
-        return await self._stub.Generate(request, timeout=timeout, metadata=self._metadata)
+        return await self._stub.Generate(request, timeout=timeout, metadata=call_metadata(self._token))
 
     def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> AsyncIterator[pb.GenerateChunk]:
         request = make_request(model, prompt, **sampling)
-        return self._stub.GenerateStream(request, timeout=timeout, metadata=self._metadata)
+        return self._stub.GenerateStream(request, timeout=timeout, metadata=call_metadata(self._token))
 
     async def close(self) -> None:
         await self._channel.close()

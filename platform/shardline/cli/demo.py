@@ -9,7 +9,7 @@ import ray
 from ray import serve
 
 from shardline.cli.output import printable, say, table
-from shardline.client import Client
+from shardline.client import Client, trace_id
 from shardline.models import tasks
 from shardline.models.evaluate import ANSWER_SAMPLING
 from shardline.serve import lifecycle
@@ -27,6 +27,7 @@ class StreamResult:
     tokens: int
     total_s: float
     text: str
+    trace_id: str
 
     @property
     def tokens_per_s(self) -> float:
@@ -37,15 +38,16 @@ def stream_to_terminal(client: Client, model: str, item: tasks.Item, context_wor
     start = time.perf_counter()
     ttft, tokens, text = None, 0, []
     say(f"\n[{model}] ...{item.prompt[-60:]}", end="")
-    for chunk in client.stream(model, item.prompt, **ANSWER_SAMPLING):
+    call = client.stream(model, item.prompt, **ANSWER_SAMPLING)
+    for chunk in call:
         if ttft is None and chunk.token_ids:
             ttft = time.perf_counter() - start
         tokens += len(chunk.token_ids)
         text.append(chunk.text)
         say(printable(chunk.text), end="")
-    say()
     total = time.perf_counter() - start
-    return StreamResult(model, context_words, ttft or total, tokens, total, "".join(text))
+    say(f"   (trace {trace_id(call) or 'off'})")
+    return StreamResult(model, context_words, ttft or total, tokens, total, "".join(text), trace_id(call))
 
 
 def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
@@ -67,6 +69,8 @@ def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
                                      r.text.strip(), item.answer, right))
         say()
         say(table(["model", "context words", "TTFT ms", "tokens", "tokens/s", "answer", "expected", "right"], rows))
+        if spec.telemetry.exporter == "file":
+            say(f"\nspan trees: shardline trace --last, or shardline trace TRACE_ID (store: {spec.telemetry.trace_dir})")
         return results
     finally:
         serve.shutdown()

@@ -41,6 +41,9 @@ class GenerationRequest:
     prompt_logprobs: bool = False
     """Return each prompt token's negative log-likelihood (`GenerationDelta.prompt_nll`).
     vLLM skips the prefix cache for such requests: every one is a full prefill."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """W3C trace headers (`traceparent`, `tracestate`) naming the caller's span, so
+    the trace continues across Ray (see shardline.telemetry)."""
 
 
 @dataclass(frozen=True, slots=True)

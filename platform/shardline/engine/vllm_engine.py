@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from shardline.engine.cpu_env import configure_cpu_environment
+from shardline.engine.tracing import vllm_tracing_args
 from shardline.engine.protocol import (
     EngineInfo,
     EngineStats,
@@ -27,6 +28,7 @@ from shardline.engine.protocol import (
 from shardline.errors import EngineFailure, InvalidArgument
 from shardline.security.integrity import verify_model
 from shardline.spec.model import ModelSpec
+from shardline.telemetry.tracing import configured
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class VLLMEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = AsyncEngineArgs(**engine_kwargs(self._model, on_gpu))
+        args = AsyncEngineArgs(**engine_kwargs(self._model, on_gpu), **vllm_tracing_args(configured()))
         # Engine start blocks for ~20 s (model load, worker spawn): keep the event
         # loop free so Ray Serve's control calls to this replica are answered.
         self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
@@ -72,7 +74,10 @@ class VLLMEngine:
         self._started += 1
         finished, generated = False, 0
         try:
-            async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, engine_id):
+            outputs = self._llm.generate(
+                TokensPrompt(prompt_token_ids=prompt_ids), params, engine_id, trace_headers=request.trace_context or None
+            )
+            async for out in outputs:
                 completion = out.outputs[0]
                 finished = out.finished
                 first = generated == 0

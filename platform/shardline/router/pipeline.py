@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
+from opentelemetry.trace import SpanKind
+
 from shardline.engine.protocol import GenerationDelta, GenerationRequest
 from shardline.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from shardline.policies import uncertainty
@@ -35,6 +37,10 @@ from shardline.router.backend import Backend
 from shardline.router.metering import Metering
 from shardline.router.policy_admission import compression_options, tenant
 from shardline.spec.model import DeploymentSpec
+from shardline.telemetry import attributes as attr
+from shardline.telemetry import metrics
+from shardline.telemetry.requests import RouterRPC
+from shardline.telemetry.tracing import carrier, stage_span
 from shardline.v1 import inference_pb2 as pb
 
 STAGES = ("admission", "compression", "decoding_plan", "attempt", "replica_call")
@@ -76,21 +82,34 @@ class Pipeline:
         self.in_flight = 0
         self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
 
-    async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome) -> AsyncIterator[GenerationDelta]:
+    async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
+                  rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
+        """Every stage runs in its own span under the current one (the front door's
+        server span); `rpc`, when given, gets the admitted request and every delta."""
         self._enter()
         try:
-            generation = self.admission(request, timeout_s)
+            with stage_span(attr.ADMISSION_SPAN):
+                generation = self.admission(request, timeout_s)
             outcome.request_id = generation.request_id
+            if rpc:
+                rpc.admitted(request.model, generation)
             deadline = asyncio.get_running_loop().time() + generation.timeout_s
-            outcome.compressed = await self.compression(request, generation, outcome)
-            billing = self.decoding_plan(request, generation, outcome)
+            with stage_span(attr.COMPRESSION_SPAN) as span:
+                outcome.compressed = await self.compression(request, generation, outcome)
+                _record_compression(span, request.model, outcome.compressed)
+            with stage_span(attr.DECODING_PLAN_SPAN) as span:
+                billing = self.decoding_plan(request, generation, outcome)
+                span.set_attributes({attr.TENANT: outcome.tenant, attr.TIER: [t.name for t in outcome.plan.tiers]})
             try:
                 attempts = self._attempts(generation, request.uncertainty, deadline, outcome, billing)
                 async with aclosing(attempts) as stream:
                     async for delta in stream:
+                        if rpc:
+                            rpc.delta(delta)
                         yield delta
             finally:
                 self._settle(billing, outcome)
+                _record_cost(outcome)
         finally:
             self.in_flight -= 1
 
@@ -142,16 +161,20 @@ class Pipeline:
         for index, tier in enumerate(plan.tiers):
             last = index == len(plan.tiers) - 1
             request = replace(base, timeout_s=_left(deadline, generation.request_id))
-            async with aclosing(self.attempt(tier, request, last, outcome)) as stream:
-                async for delta in stream:
-                    if delta.finish_reason is not None:
-                        outcome.uncertainty = uncertainty.score(delta.logprobs, delta.raw_logits) if scored else None
-                        if not last and should_escalate(plan, index, outcome.uncertainty.score):
-                            outcome.escalated = True
-                            break
-                        outcome.answered_by = tier.name
-                        self._settle(billing, outcome)
-                    yield delta
+            with stage_span(attr.CASCADE_ATTEMPT_SPAN, {attr.TIER: tier.name, attr.CASCADE_ATTEMPT: index}) as span:
+                async with aclosing(self.attempt(tier, request, last, outcome)) as stream:
+                    async for delta in stream:
+                        if delta.finish_reason is not None:
+                            outcome.uncertainty = uncertainty.score(delta.logprobs, delta.raw_logits) if scored else None
+                            if outcome.uncertainty:
+                                span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
+                            if not last and should_escalate(plan, index, outcome.uncertainty.score):
+                                outcome.escalated = True
+                                metrics.ESCALATIONS.labels(tier.name, plan.tiers[index + 1].name).inc()
+                                break
+                            outcome.answered_by = tier.name
+                            self._settle(billing, outcome)
+                        yield delta
             if outcome.answered_by:
                 return
 
@@ -180,9 +203,12 @@ class Pipeline:
                 outcome.charged += self._cost(tier, latest, outcome)
 
     async def replica_call(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        async with aclosing(self._backend.stream(model, request)) as stream:
-            async for delta in stream:
-                yield delta
+        with stage_span(attr.REPLICA_CALL_SPAN, {attr.TIER: model}, kind=SpanKind.CLIENT) as span:
+            # The replica's span continues this one across Ray.
+            traced = replace(request, trace_context=carrier(span)) if span.is_recording() else request
+            async with aclosing(self._backend.stream(model, traced)) as stream:
+                async for delta in stream:
+                    yield delta
 
     @staticmethod
     def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
@@ -202,6 +228,18 @@ class Pipeline:
         if billing.ledger is not None:
             outcome.charged = billing.ledger.settle(billing.reservation, outcome.charged)
             outcome.budget_left = billing.ledger.remaining(self._metering.now())
+
+
+def _record_compression(span, model: str, compressed: Compressed) -> None:
+    ratio = compressed.sent_tokens / compressed.original_tokens if compressed.original_tokens else 1.0
+    span.set_attribute(attr.COMPRESSION_RATIO, ratio)
+    metrics.COMPRESSION_RATIO.labels(model).observe(ratio)
+
+
+def _record_cost(outcome: Outcome) -> None:
+    if outcome.charged and outcome.plan:
+        tier = outcome.answered_by or outcome.plan.tiers[0].name
+        metrics.COST.labels(outcome.tenant, tier).inc(outcome.charged)
 
 
 def _left(deadline: float, request_id: str) -> float:

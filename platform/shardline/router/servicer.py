@@ -18,14 +18,15 @@ from contextlib import aclosing
 import grpc
 
 from shardline.engine.protocol import GenerationDelta
+from shardline.errors import PermissionDenied
 from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
 from shardline.router.pipeline import Outcome, Pipeline
 from shardline.router.report import policy_report
-from shardline.errors import PermissionDenied
 from shardline.router.status import to_status
 from shardline.security.auth import current_tenant
 from shardline.spec.model import DeploymentSpec
+from shardline.telemetry.requests import router_rpc
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
@@ -57,7 +58,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     ) -> AsyncIterator[pb.GenerateChunk]:
         outcome = Outcome()
         try:
-            async for delta in self._serve(request, context, outcome):
+            async for delta in self._serve(request, context, outcome, "GenerateStream"):
                 yield _chunk(outcome, delta)
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
             await _abort(context, exc)
@@ -65,7 +66,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         text, token_ids, last, outcome = [], [], None, Outcome()
         try:
-            async for delta in self._serve(request, context, outcome):
+            async for delta in self._serve(request, context, outcome, "Generate"):
                 text.append(delta.text)
                 token_ids.extend(delta.token_ids)
                 last = delta
@@ -96,14 +97,15 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         )
 
     async def _serve(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, outcome: Outcome
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, outcome: Outcome, method: str
     ) -> AsyncIterator[GenerationDelta]:
-        tenant = _tenant(request, context)
-        if tenant != request.tenant:
-            request = _with_tenant(request, tenant)
-        async with aclosing(self.pipeline.run(request, self._timeout(context), outcome)) as stream:
-            async for delta in stream:
-                yield delta
+        async with router_rpc(method, context, self._spec.telemetry.record_content) as rpc:
+            tenant = _tenant(request, context)
+            if tenant != request.tenant:
+                request = _with_tenant(request, tenant)
+            async with aclosing(self.pipeline.run(request, self._timeout(context), outcome, rpc)) as stream:
+                async for delta in stream:
+                    yield delta
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()

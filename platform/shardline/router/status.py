@@ -19,6 +19,12 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(cause).__name__}: {cause}"
 
 
+def status_code(exc: BaseException) -> grpc.StatusCode:
+    """The code `to_status` gives `exc`, without logging it (telemetry asks too)."""
+    cause = _unwrap(exc)
+    return grpc.StatusCode[cause.grpc_code] if isinstance(cause, RequestError) else grpc.StatusCode.INTERNAL
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     # Errors raised in a replica arrive wrapped by Ray (RayTaskError); its `cause`
     # is the exception the replica raised.

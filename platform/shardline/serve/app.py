@@ -29,7 +29,7 @@ SERVE_REPLICA_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def build_app(spec: DeploymentSpec) -> Application:
-    handles = {m.name: llm_deployment(m).bind(m) for m in spec.models}
+    handles = {m.name: llm_deployment(m).bind(m, telemetry=spec.telemetry) for m in spec.models}
     return router_deployment(spec).bind(spec, handles)
 
 
@@ -62,15 +62,18 @@ def llm_deployment(model: ModelSpec) -> serve.Deployment:
     )
 
 
-def _actor_options(num_cpus: float, env: dict[str, str]) -> dict:
-    return {"num_cpus": num_cpus, "runtime_env": {"env_vars": {**SERVE_REPLICA_ENV, **env}}}
+def _actor_options(num_cpus: float, env: dict[str, str], resources: dict[str, float] | None = None) -> dict:
+    options = {"num_cpus": num_cpus, "runtime_env": {"env_vars": {**SERVE_REPLICA_ENV, **env}}}
+    if resources:
+        options["resources"] = dict(resources)
+    return options
 
 
 def router_deployment(spec: DeploymentSpec) -> serve.Deployment:
     return serve.deployment(RouterReplica).options(
         name=ROUTER_DEPLOYMENT,
         num_replicas=spec.router.replicas,
-        ray_actor_options=_actor_options(spec.router.cpu, {}),
+        ray_actor_options=_actor_options(spec.router.cpu, {}, spec.router.custom),
     )
 
 

@@ -17,12 +17,17 @@ from ray.serve.handle import DeploymentHandle
 from shardline.router.server import RouterServer
 from shardline.serve.backend import ServeBackend
 from shardline.spec.model import DeploymentSpec
+from shardline.telemetry.metrics import serve_metrics
+from shardline.telemetry.tracing import flush_tracing, setup_tracing
 
 DRAIN_GRACE_S = 10.0
 
 
 class RouterReplica:
     async def __init__(self, spec: DeploymentSpec, handles: dict[str, DeploymentHandle]):
+        setup_tracing(spec.telemetry, "router")
+        t = spec.telemetry
+        self._metrics_port = serve_metrics(t.metrics_port) if t.metrics else None
         self._server = RouterServer(spec, ServeBackend(spec.name, handles))
         await self._server.start()
 
@@ -31,6 +36,7 @@ class RouterReplica:
             "host": ray.util.get_node_ip_address(),
             "port": self._server.port,
             "in_flight": self._server.servicer.in_flight,
+            "metrics_port": self._metrics_port,
         }
 
     async def refresh_health(self) -> dict[str, int]:
@@ -39,3 +45,4 @@ class RouterReplica:
 
     async def __del__(self) -> None:
         await self._server.stop(DRAIN_GRACE_S)
+        flush_tracing()

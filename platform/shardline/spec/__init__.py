@@ -8,6 +8,7 @@ from shardline.spec.model import (
     Replicas,
     RouterLimits,
     RouterSpec,
+    TelemetrySpec,
     WorkerResources,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "Replicas",
     "RouterLimits",
     "RouterSpec",
+    "TelemetrySpec",
     "WorkerResources",
     "load_spec",
     "parse_spec",

@@ -236,6 +236,45 @@ class RouterSpec(StrictModel):
     """Unset: no authentication (local use only)."""
     tls: RouterTLS | None = None
     """Unset: plaintext gRPC."""
+    custom: dict[str, float] = Field(default_factory=dict)
+    """Extra Ray resources for each router replica, e.g. `{"pool-a": 1}` to pin the
+    router to the nodes that advertise that resource."""
+
+
+class TelemetrySpec(StrictModel):
+    """Traces (OpenTelemetry) and metrics (Prometheus) of every process on the path."""
+
+    exporter: Literal["file", "otlp-grpc", "otlp-http", "off"] = "file"
+    """Where spans go: `file` (a local span store read by `shardline trace`; spans
+    stay on the node that made them), an OTLP collector over gRPC or HTTP (the
+    multi-node path), or `off` (no tracing)."""
+    otlp_endpoint: str | None = Field(None, min_length=1)
+    """Collector address for the `otlp-*` exporters, e.g. `http://collector:4317`
+    (gRPC) or `http://collector:4318/v1/traces` (HTTP)."""
+    trace_dir: str = Field(".cache/shardline/traces", validate_default=True)
+    """The `file` exporter's directory. Relative paths resolve like `models[].path`."""
+    record_content: bool = False
+    """Record prompt and completion text on spans. Off: they may hold personal data."""
+    metrics: bool = True
+    """Serve Prometheus metrics from the router and every replica."""
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """The router's Prometheus port; 0 picks a free one (`shardline status` shows it).
+    Replicas always pick a free port, since several may share a node."""
+
+    @field_validator("trace_dir")
+    @classmethod
+    def _absolute_dir(cls, value: str) -> str:
+        return os.path.abspath(os.path.expanduser(value))
+
+    @model_validator(mode="after")
+    def _endpoint_for_otlp(self) -> TelemetrySpec:
+        if self.exporter.startswith("otlp") and not self.otlp_endpoint:
+            raise ValueError(f"exporter {self.exporter!r} needs otlp_endpoint (the collector's address)")
+        return self
+
+    @property
+    def tracing(self) -> bool:
+        return self.exporter != "off"
 
 
 class DeploymentSpec(StrictModel):
@@ -246,6 +285,7 @@ class DeploymentSpec(StrictModel):
     models: tuple[ModelSpec, ...] = Field(min_length=1, max_length=64, strict=False)
     router: RouterSpec = Field(default_factory=RouterSpec)
     policies: PoliciesSpec = Field(default_factory=PoliciesSpec)
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> DeploymentSpec:
@@ -264,6 +304,17 @@ class DeploymentSpec(StrictModel):
             unknown = [t for t in c.tiers if t not in names]
             if unknown:
                 raise ValueError(f"cascade {c.name!r} names unserved models: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _tracing_keeps_engine_stats(self) -> DeploymentSpec:
+        for m in self.models:
+            if self.telemetry.tracing and m.engine_args.get("disable_log_stats"):
+                raise ValueError(
+                    f"model {m.name!r} sets engine_args.disable_log_stats, but telemetry.exporter is "
+                    f"{self.telemetry.exporter!r}: vLLM's tracing crashes without its stats (vllm#25352); "
+                    "drop disable_log_stats or set telemetry.exporter to off"
+                )
         return self
 
     def model(self, name: str) -> ModelSpec | None:

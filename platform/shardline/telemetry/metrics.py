@@ -1,0 +1,51 @@
+"""Prometheus metrics: every metric Shardline exports, defined in one place.
+
+Each process (router replica, LLM replica) serves the default registry on its
+own port (`serve_metrics`); an LLM replica's registry also holds vLLM's own
+`vllm:*` metrics (e.g. `vllm:num_requests_waiting`, the engine's queue). Model
+labels are set only after admission checked the name, so clients cannot grow
+label sets without bound.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+INTER_TOKEN_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+# Router
+REQUESTS = Counter("shardline_requests", "RPCs the router finished, by method and gRPC status code", ["method", "code"])
+REQUEST_DURATION = Histogram(
+    "shardline_request_duration_seconds", "End-to-end RPC latency at the router", ["method"], buckets=LATENCY_BUCKETS_S
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "shardline_time_to_first_token_seconds", "RPC start to the first token at the router", ["model"],
+    buckets=LATENCY_BUCKETS_S,
+)
+INTER_TOKEN = Histogram(
+    "shardline_inter_token_seconds", "Time between tokens at the router (a message's gap over its tokens)",
+    ["model"], buckets=INTER_TOKEN_BUCKETS_S,
+)
+INPUT_TOKENS = Counter("shardline_input_tokens", "Prompt tokens of finished requests", ["model"])
+OUTPUT_TOKENS = Counter("shardline_output_tokens", "Generated tokens of finished requests", ["model"])
+
+# LLM replica
+ONGOING_REQUESTS = Gauge("shardline_replica_ongoing_requests", "Requests a replica is serving", ["model", "replica"])
+QUEUE_DEPTH = Gauge(
+    "shardline_replica_queue_depth", "Requests in a replica still waiting for their first token", ["model", "replica"]
+)
+
+# Policies (compression, cost-aware decoding, cascades): recorded where those run.
+COMPRESSION_RATIO = Histogram(
+    "shardline_compression_ratio", "Prompt tokens after compression over before", ["model"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+COST = Counter("shardline_cost", "Cost charged, in the spec's cost units", ["tenant", "tier"])
+ESCALATIONS = Counter("shardline_escalations", "Cascade escalations from one tier to the next", ["from_tier", "to_tier"])
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> int:
+    """Serve this process's registry over HTTP (`/metrics`); returns the bound port."""
+    server, _thread = start_http_server(port, addr=host)
+    return server.server_port
