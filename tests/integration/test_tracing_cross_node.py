@@ -175,11 +175,13 @@ def test_one_trace_spans_router_and_replica_on_two_nodes_down_to_vllm(cluster):
     spans = cluster.collector.trace(tid, until=complete)
     names = by_name(spans)
     server = names[attr.SERVER_SPAN_PREFIX + "GenerateStream"]
-    admission, call = names[attr.ADMISSION_SPAN], names[attr.REPLICA_CALL_SPAN]
+    attempt, call = names[attr.CASCADE_ATTEMPT_SPAN], names[attr.REPLICA_CALL_SPAN]
     replica, engine = names[attr.REPLICA_SPAN], names[attr.VLLM_REQUEST_SPAN]
     assert {s["trace_id"] for s in spans} == {tid}
     assert server["parent_id"] == ""
-    assert admission["parent_id"] == call["parent_id"] == server["span_id"]
+    stages = (attr.ADMISSION_SPAN, attr.COMPRESSION_SPAN, attr.DECODING_PLAN_SPAN, attr.CASCADE_ATTEMPT_SPAN)
+    assert {names[stage]["parent_id"] for stage in stages} == {server["span_id"]}
+    assert call["parent_id"] == attempt["span_id"]
     assert replica["parent_id"] == call["span_id"]
     assert engine["parent_id"] == replica["span_id"]
     nodes = cluster.node_ids()
