@@ -62,15 +62,16 @@ def llm_deployment(model: ModelSpec) -> serve.Deployment:
     )
 
 
-def _actor_options(num_cpus: float, env: dict[str, str]) -> dict:
-    return {"num_cpus": num_cpus, "runtime_env": {"env_vars": {**SERVE_REPLICA_ENV, **env}}}
+def _actor_options(num_cpus: float, env: dict[str, str], resources: dict[str, float] | None = None) -> dict:
+    options = {"num_cpus": num_cpus, "runtime_env": {"env_vars": {**SERVE_REPLICA_ENV, **env}}}
+    return {**options, "resources": resources} if resources else options
 
 
 def router_deployment(spec: DeploymentSpec) -> serve.Deployment:
     return serve.deployment(RouterReplica).options(
         name=ROUTER_DEPLOYMENT,
         num_replicas=spec.router.replicas,
-        ray_actor_options=_actor_options(spec.router.cpu, {}),
+        ray_actor_options=_actor_options(spec.router.cpu, {}, spec.router.custom_resources),
     )
 
 

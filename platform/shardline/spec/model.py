@@ -158,6 +158,9 @@ class RouterSpec(StrictModel):
     """Router replicas; on one node they share the port (SO_REUSEPORT)."""
     cpu: float = Field(1.0, gt=0, le=64)
     """Logical CPUs reserved for each router replica."""
+    custom_resources: dict[str, float] = Field(default_factory=dict)
+    """Extra Ray resources each router replica needs, e.g. `{"shardline-router": 1}`
+    so routers land only on nodes that advertise it (the Helm chart's router pods)."""
     reflection: bool = True
     """Serve gRPC server reflection, so grpcurl works without proto files."""
     health_period_s: float = Field(2.0, gt=0, le=600)
