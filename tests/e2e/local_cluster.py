@@ -53,7 +53,7 @@ def free_port() -> int:
 
 def start(num_cpus: int) -> LocalCluster:
     # Short path: Ray's unix sockets live under it (108-byte limit).
-    temp_dir = tempfile.mkdtemp(prefix="sl-", dir="/tmp")
+    temp_dir = tempfile.mkdtemp(prefix="sl-e2e-", dir="/tmp")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
@@ -84,7 +84,7 @@ def stop(cluster: LocalCluster) -> None:
             p.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(list(family.values()), timeout=15)
+    _, alive = psutil.wait_procs(list(family.values()), timeout=8)
     for p in alive:
         try:
             p.kill()
