@@ -72,7 +72,8 @@ def start(num_cpus: int) -> LocalCluster:
 
 
 def stop(cluster: LocalCluster) -> None:
-    mine = [p for p in psutil.process_iter(["cmdline"]) if cluster.temp_dir in " ".join(p.info["cmdline"] or [])]
+    mine = [p for p in psutil.process_iter(["cmdline"])
+            if cluster.temp_dir in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()]
     family = {p.pid: p for p in mine}
     for p in mine:
         try:
