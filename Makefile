@@ -38,8 +38,9 @@ test-unit: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python -m shardline.rpc_codegen
 
+# The spec schema, and the Helm chart's values.schema.json that embeds it.
 schema: $(STAMP)
-	$(BIN)/shardline schema deployments
+	$(BIN)/shardline schema deployments --chart helm/shardline
 
 engine-args: $(STAMP)
 	$(BIN)/python -m shardline.engine.args_list > platform/shardline/spec/vllm_engine_args.txt

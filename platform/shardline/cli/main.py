@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="write the spec's JSON schema into DIR")
     p.add_argument("dir")
+    p.add_argument("--chart", help="also write the Helm chart's values.schema.json into this chart directory")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("models", help="local model artifacts")
@@ -78,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     _address(p)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for health")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("submit", help="run `shardline up SPEC` as a Ray job (validated here first)")
+    p.add_argument("spec")
+    p.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://127.0.0.1:8265")
+    p.add_argument("--working-dir", default=".", help="uploaded as the job's working_dir; must contain SPEC")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds `up` waits for health")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("render", help="render a spec into another tool's format")
+    render = p.add_subparsers(required=True, metavar="FORMAT")
+    r = render.add_parser("serve-config", help="Ray Serve config file for `serve deploy`")
+    r.add_argument("spec")
+    r.add_argument("-o", "--out", help="write here instead of stdout")
+    r.set_defaults(func=cmd_render_serve_config)
 
     p = sub.add_parser("down", help="remove a deployment")
     _address(p)
@@ -154,6 +169,10 @@ def cmd_schema(args) -> int:
     from shardline.spec.schema import write_schema
 
     say(str(write_schema(args.dir)))
+    if args.chart:
+        from shardline.spec.chart_schema import write_chart_schema
+
+        say(str(write_chart_schema(args.chart)))
     return 0
 
 
@@ -236,6 +255,28 @@ def cmd_up(args) -> int:
         from ray import serve
 
         serve.shutdown()
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from shardline.serve.job_submit import submit
+
+    job_id = submit(args.spec, args.address, args.working_dir, args.timeout, log=lambda text: say(text, end=""))
+    say(f"job {job_id} succeeded")
+    return 0
+
+
+def cmd_render_serve_config(args) -> int:
+    from shardline.serve.serve_config import render_serve_config
+    from shardline.spec import load_spec
+
+    text = render_serve_config(load_spec(args.spec), args.spec)
+    if not args.out:
+        say(text, end="")
+        return 0
+    with open(args.out, "w") as f:
+        f.write(text)
+    say(f"wrote {args.out}")
     return 0
 
 

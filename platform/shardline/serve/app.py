@@ -64,9 +64,7 @@ def llm_deployment(model: ModelSpec) -> serve.Deployment:
 
 def _actor_options(num_cpus: float, env: dict[str, str], resources: dict[str, float] | None = None) -> dict:
     options = {"num_cpus": num_cpus, "runtime_env": {"env_vars": {**SERVE_REPLICA_ENV, **env}}}
-    if resources:
-        options["resources"] = dict(resources)
-    return options
+    return {**options, "resources": resources} if resources else options
 
 
 def router_deployment(spec: DeploymentSpec) -> serve.Deployment:

@@ -237,8 +237,9 @@ class RouterSpec(StrictModel):
     tls: RouterTLS | None = None
     """Unset: plaintext gRPC."""
     custom: dict[str, float] = Field(default_factory=dict)
-    """Extra Ray resources for each router replica, e.g. `{"pool-a": 1}` to pin the
-    router to the nodes that advertise that resource."""
+    """Extra Ray resources each router replica needs, e.g. `{"shardline-router": 1}`
+    so routers land only on nodes that advertise it (the Helm chart's router pods,
+    or one node of a multi-node cluster)."""
 
 
 class TelemetrySpec(StrictModel):

@@ -1,0 +1,95 @@
+"""A real Ray cluster started with `ray start --head`, as a user would, for one test
+module: free ports, its own temp dir and auth token, torn down after.
+
+Teardown ends exactly the processes of this cluster (found by its temp dir on
+their command lines, plus their children), never other Ray clusters on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LocalCluster:
+    temp_dir: str
+    gcs_port: int
+    dashboard_port: int
+    env: dict[str, str]
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def gcs(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    def run(self, *command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def working_dir_packages(self) -> list[Path]:
+        found = Path(self.temp_dir).glob("session_*/runtime_resources/working_dir_files/_ray_pkg_*")
+        return sorted(p for p in found if p.is_dir())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(num_cpus: int) -> LocalCluster:
+    # Short path: Ray's unix sockets live under it (108-byte limit).
+    temp_dir = tempfile.mkdtemp(prefix="sl-e2e-", dir="/tmp")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dashboard = free_port(), free_port()
+    cluster = LocalCluster(temp_dir, gcs, dashboard, env)
+    run = cluster.run(
+        str(BIN / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}",
+        "--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats", timeout=120,
+    )
+    if run.returncode != 0:
+        stop(cluster)
+        raise RuntimeError(f"ray start failed:\n{run.stdout}\n{run.stderr}")
+    return cluster
+
+
+def stop(cluster: LocalCluster) -> None:
+    mine = [p for p in psutil.process_iter(["cmdline"])
+            if cluster.temp_dir in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()]
+    family = {p.pid: p for p in mine}
+    for p in mine:
+        try:
+            family.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    for p in family.values():
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(family.values()), timeout=8)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+    subprocess.run(["rm", "-rf", cluster.temp_dir], check=False)
