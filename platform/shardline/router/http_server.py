@@ -70,7 +70,8 @@ class HttpServer:
         """Stop accepting, give in-flight requests `grace_s` to finish, then cancel the rest."""
         if self._site is None:
             return
-        await self._site.stop()
+        site, self._site = self._site, None
+        await site.stop()
         deadline = asyncio.get_running_loop().time() + grace_s
         while self._active and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
