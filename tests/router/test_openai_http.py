@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import ssl
 from pathlib import Path
 
 import grpc
@@ -15,6 +16,7 @@ import httpx
 import openai
 import pytest
 from builders import make_request, make_spec
+from certs import make_pki
 from fakes import FakeEngine, LocalBackend, start_llm_server
 
 from shardline.router import chat_template
@@ -238,3 +240,21 @@ async def test_sync_client_works_from_a_thread():
         reply = await asyncio.to_thread(client.completions.create, model="tiny-llama", prompt="q r", max_tokens=2)
         client.close()
     assert reply.choices[0].text == " q r"
+
+
+async def test_https_with_mutual_tls_uses_the_grpc_certificates(tmp_path):
+    pki = make_pki(tmp_path)
+    tls = {"cert_file": str(pki["server"]), "key_file": str(pki["server_key"]), "client_ca_file": str(pki["ca"])}
+    async with http_stack(router={"tls": tls}) as s:
+        url = s.base_url.replace("http://", "https://")
+        anonymous = ssl.create_default_context(cafile=str(pki["ca"]))
+        mutual = ssl.create_default_context(cafile=str(pki["ca"]))
+        mutual.load_cert_chain(str(pki["client"]), str(pki["client_key"]))
+        async with httpx.AsyncClient(verify=mutual) as http:
+            client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, http_client=http)
+            reply = await client.completions.create(model="tiny-llama", prompt="hi", max_tokens=2)
+        async with httpx.AsyncClient(verify=anonymous) as http:
+            client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, http_client=http)
+            with pytest.raises(openai.APIConnectionError):
+                await client.models.list()
+    assert reply.usage.completion_tokens == 2

@@ -98,6 +98,14 @@ class ChatRequest(_Common):
     max_completion_tokens: int | None = Field(None, ge=1)
 
 
+class ParamError(InvalidArgument):
+    """An invalid request field; `param` is its name in the OpenAI body."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
 def parse(kind: type[_Common], body: Any) -> _Common:
     """A checked request, or InvalidArgument naming the offending field (its `param`)."""
     if not isinstance(body, dict):
@@ -110,14 +118,6 @@ def parse(kind: type[_Common], body: Any) -> _Common:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"])
         raise ParamError(f"{param}: {first['msg']} (got {_short(first.get('input'))})", param) from None
-
-
-class ParamError(InvalidArgument):
-    """An invalid request field; `param` is its name in the OpenAI body."""
-
-    def __init__(self, message: str, param: str):
-        super().__init__(message)
-        self.param = param
 
 
 def generate_request(body: _Common, prompt: str, request_id: str) -> pb.GenerateRequest:
