@@ -38,6 +38,10 @@ class ResourceExhausted(RequestError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class Unauthenticated(RequestError):
+    grpc_code = "UNAUTHENTICATED"
+
+
 class PermissionDenied(RequestError):
     grpc_code = "PERMISSION_DENIED"
 

@@ -32,6 +32,8 @@ DEPLOY_TIMEOUT_S = 600
 class Deployment:
     spec: DeploymentSpec
     target: str
+    http_url: str = ""
+    """Base URL of the router's OpenAI-compatible HTTP API (`.../v1`)."""
 
     @property
     def model(self) -> str:
@@ -60,6 +62,7 @@ def deployment(tmp_path_factory) -> Deployment:
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     data["name"] = APP
     data["router"]["port"] = 0
+    data["router"]["http_port"] = 0
     signed = tmp_path_factory.mktemp("signed")
     public = generate_key(signed / "signing.key")
     for model in data["models"]:
@@ -72,7 +75,7 @@ def deployment(tmp_path_factory) -> Deployment:
     lifecycle.connect(None, spec)
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        yield Deployment(spec, f"127.0.0.1:{endpoint.port}")
+        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
     finally:
         serve.shutdown()
         ray.shutdown()

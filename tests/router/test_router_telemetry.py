@@ -6,7 +6,8 @@ metrics from the process's Prometheus registry.
 
 import grpc
 import pytest
-from builders import make_request
+from builders import make_request, make_spec
+from fakes import FakeEngine, LocalBackend, start_llm_server
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -15,6 +16,7 @@ from prometheus_client import REGISTRY
 from test_router_grpc import running_stack
 
 from shardline.client import TRACE_ID_METADATA
+from shardline.router.server import RouterServer
 from shardline.telemetry import attributes as attr
 
 SERVER_SPAN = attr.SERVER_SPAN_PREFIX + "GenerateStream"
@@ -131,3 +133,28 @@ async def test_replica_gauges_count_ongoing_and_queued_requests_and_return_to_ze
         while (await call.read()) is not grpc.aio.EOF:
             pass
     assert sample("shardline_replica_ongoing_requests", **labels) == 0
+
+
+async def test_the_http_door_continues_a_traceparent_and_traces_the_pipeline(spans):
+    import aiohttp
+
+    spec = make_spec(router={"port": 0, "http_port": 0})
+    engine = FakeEngine(spec.models[0])
+    router = RouterServer(spec, LocalBackend({"tiny-llama": await start_llm_server(spec.models[0], engine)}))
+    await router.start()
+    await router.refresh_health()
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{router.http_port}/v1/completions"
+            headers = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
+            async with session.post(url, json={"model": "tiny-llama", "prompt": "x y", "max_tokens": 2},
+                                    headers=headers) as reply:
+                assert reply.status == 200 and reply.headers["shardline-trace-id"] == CLIENT_TRACE
+    finally:
+        await router.stop(0)
+    s = of_trace(spans, CLIENT_TRACE)
+    server = s["POST /v1/completions"]
+    assert format(server.parent.span_id, "016x") == CLIENT_SPAN
+    assert server.attributes[attr.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
+    assert s[attr.CASCADE_ATTEMPT_SPAN].parent.span_id == server.context.span_id
+    assert s[attr.REPLICA_SPAN].parent.span_id == s[attr.REPLICA_CALL_SPAN].context.span_id

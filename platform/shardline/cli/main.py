@@ -249,6 +249,8 @@ def cmd_up(args) -> int:
     embedded = lifecycle.connect(args.address, spec)
     endpoint = lifecycle.deploy(spec, args.timeout, progress=lambda line: say(f"  {line}"))
     say(f"{spec.name}: SERVING on {endpoint.target}")
+    if endpoint.http_base_url:
+        say(f"{spec.name}: OpenAI-compatible HTTP on {endpoint.http_base_url}")
     if embedded:
         say("embedded Ray cluster: serving until Ctrl-C or SIGTERM")
         _wait_for_signal()
@@ -306,6 +308,8 @@ def cmd_status(args) -> int:
         running = f"{running_replicas(dep)}/{sum(dep.replica_states.values())}"
         rows.append((name, enum_value(dep.status), running, endpoint.target if name == "router" else ""))
     say(f"application {args.name}: {enum_value(app.status)}")
+    if endpoint.http_base_url:
+        say(f"OpenAI-compatible HTTP: {endpoint.http_base_url}")
     say(table(["deployment", "health", "running", "endpoint"], rows))
     return 0
 

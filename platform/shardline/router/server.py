@@ -19,7 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from shardline.router import embedder
 from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
-from shardline.security.auth import router_interceptors
+from shardline.router.http_server import HttpServer
+from shardline.security.auth import router_guard, router_interceptors
 from shardline.security.tls import server_credentials
 from shardline.router.servicer import InferenceServicer
 from shardline.spec.model import DeploymentSpec
@@ -47,13 +48,16 @@ class RouterServer:
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task | None = None
         self.port: int | None = None
+        self.http: HttpServer | None = None
+        self.http_port: int | None = None
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port (useful when the spec says 0)."""
         cfg = self._spec.router
+        guard = router_guard(cfg)  # one for both doors: same tokens, same rate-limit buckets
         limit = max(self._spec.router.limits.max_prompt_bytes * 2, 4 * 1024 * 1024)
         server = grpc.aio.server(
-            interceptors=router_interceptors(cfg),
+            interceptors=router_interceptors(cfg, guard),
             options=[
                 ("grpc.max_receive_message_length", min(limit, MAX_MESSAGE_BYTES)),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -75,6 +79,9 @@ class RouterServer:
             await asyncio.to_thread(self._embed, ["warm up"])  # load the sentence model before serving
         await server.start()
         self._server = server
+        if cfg.http_port is not None:
+            self.http = HttpServer(self._spec, self.servicer.pipeline, guard)
+            self.http_port = await self.http.start()
         self._health_task = asyncio.create_task(self._health_loop())
         logger.info("router listening on %s:%d", cfg.host, self.port)
         return self.port
@@ -87,7 +94,7 @@ class RouterServer:
                 await self._health_task
         await self._health.enter_graceful_shutdown()
         if self._server:
-            await self._server.stop(grace_s)
+            await asyncio.gather(self._server.stop(grace_s), self.http.stop(grace_s) if self.http else asyncio.sleep(0))
 
     async def refresh_health(self) -> dict[str, int]:
         ready = await self._backend.ready_replicas()

@@ -24,7 +24,7 @@ from shardline.router.backend import Backend
 from shardline.router.pipeline import Outcome, Pipeline
 from shardline.router.report import policy_report
 from shardline.router.status import to_status
-from shardline.security.auth import current_tenant
+from shardline.security.auth import resolve_tenant
 from shardline.spec.model import DeploymentSpec
 from shardline.telemetry.requests import router_rpc
 from shardline.v1 import inference_pb2 as pb
@@ -126,16 +126,8 @@ def _chunk(outcome: Outcome, delta: GenerationDelta) -> pb.GenerateChunk:
 
 
 def _tenant(request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> str:
-    """The authenticated tenant when the router requires auth (a request may not
-    claim another); otherwise the request's field, else the metadata value."""
-    authenticated = current_tenant()
-    if authenticated is None:
-        return request.tenant or dict(context.invocation_metadata() or ()).get(TENANT_METADATA, "")
-    if request.tenant and request.tenant != authenticated:
-        raise PermissionDenied(
-            f"request names tenant {request.tenant!r} but its token belongs to {authenticated!r}"
-        )
-    return authenticated
+    metadata = dict(context.invocation_metadata() or ())
+    return resolve_tenant(request.tenant, metadata.get(TENANT_METADATA, ""))
 
 
 def _with_tenant(request: pb.GenerateRequest, tenant: str) -> pb.GenerateRequest:

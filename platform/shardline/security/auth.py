@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
-from shardline.errors import SpecError
+from shardline.errors import PermissionDenied, RequestError, ResourceExhausted, SpecError, Unauthenticated
 
 MIN_TOKEN_CHARS = 16
 _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("shardline_tenant", default=None)
@@ -104,10 +104,43 @@ class RateLimiter:
         return (1 - level) / self.rate
 
 
+@dataclass
+class Guard:
+    """Who is calling and whether they may: shared by the gRPC and HTTP doors, so
+    both use one set of tokens and one rate-limit bucket per tenant."""
+
+    authenticator: Authenticator
+    limiter: RateLimiter | None
+
+    def admit(self, metadata) -> str:
+        """The caller's tenant, made current for this task; typed errors otherwise."""
+        tenant = self.authenticator.tenant(metadata)
+        if tenant is None:
+            raise Unauthenticated("missing or unknown bearer token: send `authorization: Bearer <token>`")
+        wait = self.limiter.retry_after(tenant) if self.limiter else 0.0
+        if wait:
+            raise ResourceExhausted(
+                f"tenant {tenant!r} is over its rate limit of {self.limiter.rate:g} requests/s "
+                f"(burst {self.limiter.burst}); retry in {wait:.2f} s"
+            )
+        _tenant.set(tenant)
+        return tenant
+
+
+def resolve_tenant(claimed: str, fallback: str = "") -> str:
+    """The authenticated tenant when the router requires auth (a request may not
+    claim another); otherwise the claimed one, else `fallback`."""
+    authenticated = current_tenant()
+    if authenticated is None:
+        return claimed or fallback
+    if claimed and claimed != authenticated:
+        raise PermissionDenied(f"request names tenant {claimed!r} but its token belongs to {authenticated!r}")
+    return authenticated
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter | None, exempt_services: set[str]):
-        self._auth = authenticator
-        self._limiter = limiter
+    def __init__(self, guard: Guard, exempt_services: set[str]):
+        self._guard = guard
         self._exempt = exempt_services
 
     async def intercept_service(self, continuation, details):
@@ -118,20 +151,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _guarded(handler, self._admit)
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
-        tenant = self._auth.tenant(context.invocation_metadata())
-        if tenant is None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or unknown bearer token: send metadata `authorization: Bearer <token>`",
-            )
-        wait = self._limiter.retry_after(tenant) if self._limiter else 0.0
-        if wait:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"tenant {tenant!r} is over its rate limit of {self._limiter.rate:g} requests/s "
-                f"(burst {self._limiter.burst}); retry in {wait:.2f} s",
-            )
-        _tenant.set(tenant)
+        try:
+            self._guard.admit(context.invocation_metadata())
+        except RequestError as exc:
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
 
 
 def _guarded(handler: grpc.RpcMethodHandler, admit) -> grpc.RpcMethodHandler:
@@ -156,13 +179,21 @@ def _guarded(handler: grpc.RpcMethodHandler, admit) -> grpc.RpcMethodHandler:
                    response_serializer=handler.response_serializer)
 
 
-def router_interceptors(router) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors a `RouterSpec` asks for (none without `auth`)."""
+def router_guard(router) -> Guard | None:
+    """The guard a `RouterSpec` asks for (None without `auth`); reads the tokens file."""
     if router.auth is None:
-        return []
+        return None
     auth = router.auth
     limiter = RateLimiter(auth.requests_per_s, auth.burst) if auth.requests_per_s else None
-    return [AuthInterceptor(Authenticator(load_tokens(auth.tokens_file)), limiter, exempt_services(auth.exempt))]
+    return Guard(Authenticator(load_tokens(auth.tokens_file)), limiter)
+
+
+def router_interceptors(router, guard: Guard | None = None) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors a `RouterSpec` asks for (none without `auth`)."""
+    guard = guard or router_guard(router)
+    if guard is None:
+        return []
+    return [AuthInterceptor(guard, exempt_services(router.auth.exempt))]
 
 
 def exempt_services(names) -> set[str]:

@@ -32,10 +32,17 @@ class DeployError(ShardlineError):
 class Endpoint:
     host: str
     port: int
+    http_port: int | None = None
+    """The OpenAI-compatible HTTP port (`router.http_port`); None when it is off."""
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def http_base_url(self) -> str | None:
+        """Base URL for OpenAI clients (`.../v1`); None without the HTTP door."""
+        return None if self.http_port is None else f"http://{self.host}:{self.http_port}/v1"
 
 
 def connect(address: str | None, spec: DeploymentSpec | None = None) -> bool:
@@ -94,7 +101,7 @@ def _router_view(app: str) -> tuple[Endpoint, dict[str, int]]:
     router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=app)
     ready = router.refresh_health.remote().result(timeout_s=30)
     info = router.endpoint.remote().result(timeout_s=30)
-    return Endpoint(info["host"], info["port"]), ready
+    return Endpoint(info["host"], info["port"], info.get("http_port")), ready
 
 
 def undeploy(app: str) -> None:

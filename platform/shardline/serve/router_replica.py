@@ -35,6 +35,7 @@ class RouterReplica:
         return {
             "host": ray.util.get_node_ip_address(),
             "port": self._server.port,
+            "http_port": self._server.http_port,
             "in_flight": self._server.servicer.in_flight,
             "metrics_port": self._metrics_port,
         }

@@ -223,6 +223,9 @@ class RouterSpec(StrictModel):
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
     """TCP port; 0 picks a free one (tests)."""
+    http_port: int | None = Field(None, ge=0, le=65535)
+    """Port of the OpenAI-compatible HTTP API (`/v1/completions`, ...) on `host`, beside
+    gRPC; unset: no HTTP. 0 picks a free one. Same auth, TLS, limits and policies."""
     replicas: int = Field(1, ge=1, le=64)
     """Router replicas; on one node they share the port (SO_REUSEPORT)."""
     cpu: float = Field(1.0, gt=0, le=64)

@@ -21,6 +21,8 @@ RPC_SYSTEM = "rpc.system"
 RPC_SERVICE = "rpc.service"
 RPC_METHOD = "rpc.method"
 RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+HTTP_REQUEST_METHOD = "http.request.method"  # the OpenAI-compatible HTTP door
+HTTP_ROUTE = "http.route"
 
 # GenAI semantic conventions
 GEN_AI_SYSTEM = "gen_ai.system"

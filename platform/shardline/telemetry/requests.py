@@ -120,17 +120,23 @@ class RouterRPC:
 async def router_rpc(
     method: str, context: grpc.aio.ServicerContext, record_content: bool = False
 ) -> AsyncIterator[RouterRPC]:
-    """The server span of one RPC, current while the handler runs; see the module doc."""
+    """The server span of one gRPC call, current while the handler runs; see the module doc."""
     headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-    span = tracer().start_span(
-        attr.SERVER_SPAN_PREFIX + method,
-        context=parent_context(headers),
-        kind=SpanKind.SERVER,
-        attributes={attr.RPC_SYSTEM: "grpc", attr.RPC_SERVICE: SERVICE, attr.RPC_METHOD: method},
-    )
+    attributes = {attr.RPC_SYSTEM: "grpc", attr.RPC_SERVICE: SERVICE, attr.RPC_METHOD: method}
+    async with server_span(attr.SERVER_SPAN_PREFIX + method, method, headers, attributes, record_content) as rpc:
+        if rpc.trace_id:
+            await context.send_initial_metadata(((TRACE_ID_METADATA, rpc.trace_id),))
+        yield rpc
+
+
+@contextlib.asynccontextmanager
+async def server_span(
+    name: str, method: str, headers: dict[str, str], attributes: dict[str, Any], record_content: bool = False
+) -> AsyncIterator[RouterRPC]:
+    """The server span of one request at any front door (gRPC, HTTP): continues a W3C
+    `traceparent` in `headers`, ends with the typed status the request ended with."""
+    span = tracer().start_span(name, context=parent_context(headers), kind=SpanKind.SERVER, attributes=attributes)
     rpc = RouterRPC(method, span, record_content)
-    if rpc.trace_id:
-        await context.send_initial_metadata(((TRACE_ID_METADATA, rpc.trace_id),))
     code, message = grpc.StatusCode.OK, ""
     try:
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
