@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tier", action="append", help="only this tier (repeatable)")
     t.set_defaults(func=cmd_train_tiny)
 
+    p = sub.add_parser("quantize", help="write an int8 (shardline-int8) copy of checkpoint SRC into DST")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=cmd_quantize)
+
     p = sub.add_parser("eval", help="accuracy on the retrieval task through a running router")
     p.add_argument("--target", default="localhost:50051", help="router host:port")
     p.add_argument("--model", action="append", required=True, help="model to evaluate (repeatable)")
@@ -125,6 +130,18 @@ def cmd_train_tiny(args) -> int:
     from shardline.models.train import train_all
 
     train_all(args.dir, args.tier, log=say)
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from shardline_kernels.int8.checkpoint import CheckpointError, quantize_checkpoint
+
+    try:
+        counts = quantize_checkpoint(args.src, args.dst)
+    except CheckpointError as exc:
+        warn(f"error: {exc}")
+        return 2
+    say(f"{args.dst}: {counts['quantized']} tensors quantized to int8, {counts['kept']} kept")
     return 0
 
 
