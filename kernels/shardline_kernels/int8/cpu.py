@@ -21,8 +21,10 @@ def linear_w8a16(
 ) -> torch.Tensor:
     if x.dtype == torch.bfloat16 and x.shape[-1] % BF16_K_MULTIPLE:
         return reference.linear_w8a16(x, qweight, scales, bias)
-    rows = x.reshape(-1, x.shape[-1])
-    out = torch._weight_int8pack_mm(rows.contiguous(), qweight.contiguous(), scales.to(x.dtype))
-    if bias is not None:
-        out = out + bias.to(x.dtype)
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    if bias is None:
+        out = torch._weight_int8pack_mm(rows, qweight.contiguous(), scales.to(x.dtype))
+    else:
+        # The bias is added before the one rounding to x's dtype, as F.linear does.
+        out = (torch._weight_int8pack_mm(rows.float(), qweight.contiguous(), scales.float()) + bias.float()).to(x.dtype)
     return out.reshape(*x.shape[:-1], qweight.shape[0])

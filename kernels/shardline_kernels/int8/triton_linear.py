@@ -3,7 +3,9 @@
 Same signature as `reference.linear_w8a16`. Each program computes a
 BLOCK_M x BLOCK_N tile: int8 weight tiles are loaded (half of bf16's bytes),
 widened to the activation dtype in registers, multiplied with fp32 accumulation,
-and the per-channel scale is applied once to the accumulator.
+and the per-channel scale is applied once to the accumulator. The kernel writes
+fp32 and PyTorch rounds once to the activation dtype (Triton's CPU interpreter
+truncates fp32 -> bf16 instead of rounding to nearest; the output is small).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _w8a16(
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     y = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn
-    tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(y, acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
 def linear_w8a16(
@@ -49,7 +51,7 @@ def linear_w8a16(
 ) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1])
     m, (n, k) = rows.shape[0], qweight.shape
-    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    y = torch.empty(m, n, dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(m, BLOCK_M), triton.cdiv(n, BLOCK_N))
     _w8a16[grid](
         rows, qweight, scales.float(), scales if bias is None else bias, y, m, n, k,
@@ -57,4 +59,4 @@ def linear_w8a16(
         HAS_BIAS=bias is not None, PRECISION=dot_precision(x.dtype),
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
     )
-    return y.reshape(*x.shape[:-1], n)
+    return y.to(x.dtype).reshape(*x.shape[:-1], n)

@@ -4,7 +4,9 @@ Same signature as `reference.fused_moe`. Routing is grouped as on CPU (remote
 experts dropped), then one grouped-GEMM kernel runs twice: each program owns a
 BLOCK_M slice of one local expert's rows and a BLOCK_N slice of outputs, gathers
 its input rows by index (no copy of the activations) and accumulates in fp32.
-The gated activation and the weighted top-k sum stay in PyTorch between the two.
+The kernel writes fp32; the gated activation, the one rounding back to the input
+dtype and the weighted top-k sum stay in PyTorch between and after the two GEMMs
+(Triton's CPU interpreter truncates fp32 -> bf16 instead of rounding to nearest).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _grouped_gemm(
                     mask=mask_n[None, :] & mask_k[:, None], other=0.0)
         acc += tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision=PRECISION)
     c = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(c, acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
 def fused_moe(
@@ -59,9 +61,9 @@ def fused_moe(
     blocks = _blocks(groups.counts)
     gate_up = _gemm(hidden_states, groups.tokens, w13, blocks)
     pairs = torch.arange(groups.tokens.numel(), device=hidden_states.device)
-    down = _gemm(gated(gate_up, activation), pairs, w2, blocks)
+    down = _gemm(gated(gate_up, activation).to(hidden_states.dtype), pairs, w2, blocks)
     out = torch.zeros(hidden_states.shape, dtype=torch.float32, device=hidden_states.device)
-    out.index_add_(0, groups.tokens, down.float() * groups.weights[:, None])
+    out.index_add_(0, groups.tokens, down * groups.weights[:, None])
     return out.to(hidden_states.dtype)
 
 
@@ -78,7 +80,7 @@ def _blocks(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def _gemm(a: torch.Tensor, rows: torch.Tensor, w: torch.Tensor, blocks) -> torch.Tensor:
     expert, start, end = blocks
     n, k = w.shape[1], w.shape[2]
-    c = torch.empty(rows.numel(), n, dtype=a.dtype, device=a.device)
+    c = torch.empty(rows.numel(), n, dtype=torch.float32, device=a.device)
     if expert.numel():
         grid = (expert.numel(), triton.cdiv(n, BLOCK_N))
         _grouped_gemm[grid](
