@@ -40,12 +40,34 @@ def best_seconds(fn, repeat: int = 20, warmup: int = 3) -> float:
     return min(times)
 
 
-def copy_bandwidth_gbs(mib: int = 512) -> float:
+# More than this machine's last-level cache (480 MiB L3 here), so data read by a
+# timed loop comes from DRAM, not from the cache the previous call warmed.
+STREAM_BYTES = 1 << 30
+
+
+def copy_bandwidth_gbs(mib: int = STREAM_BYTES >> 20) -> float:
     """Memory bandwidth from a large tensor copy (bytes read + bytes written)."""
     src = torch.ones(mib * 2**20 // 4)
     dst = torch.empty_like(src)
     seconds = best_seconds(lambda: dst.copy_(src), repeat=10, warmup=2)
     return 2 * src.numel() * 4 / seconds / 1e9
+
+
+def rotating(tensors: tuple, total_bytes: int = STREAM_BYTES) -> list[tuple]:
+    """Copies of `tensors` filling `total_bytes`, to cycle through so each call reads from DRAM."""
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    return [tuple(t.clone() for t in tensors) for _ in range(max(2, -(-total_bytes // size)))]
+
+
+def cycling(fn, copies: list[tuple]):
+    """A zero-argument call running `fn(*copy)` on the next copy each time."""
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(copies)
+        return fn(*copies[state["i"]])
+
+    return call
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
