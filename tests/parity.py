@@ -5,11 +5,6 @@ the same precision. `floor` absorbs rounding noise where both errors are ~0 (fp3
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import os
-from unittest import mock
-
 import torch
 
 ERROR_RATIO = 2.0
@@ -26,19 +21,6 @@ def assert_parity(op_out: torch.Tensor, ref_out: torch.Tensor, gold: torch.Tenso
     op, ref = max_error(op_out, gold), max_error(ref_out, gold)
     floor = FP32_FLOOR * max(gold.abs().max().item(), 1.0)
     assert op <= ERROR_RATIO * ref + floor, f"op error {op:.3g} > {ERROR_RATIO} x reference error {ref:.3g} + {floor:.3g}"
-
-
-@contextlib.contextmanager
-def triton_kernels(module: str):
-    """Yields a Triton kernel module; without CUDA its kernels run in Triton's CPU
-    interpreter. Triton reads the switch both when `@triton.jit` decorates and at
-    launch, so it stays set while the tests use the module (and only then: engine
-    processes started by other tests must not inherit it)."""
-    if torch.cuda.is_available():
-        yield importlib.import_module(module)
-        return
-    with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"}):
-        yield importlib.import_module(module)
 
 
 def device() -> str:
