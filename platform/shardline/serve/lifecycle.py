@@ -52,7 +52,9 @@ def connect(address: str | None, spec: DeploymentSpec | None = None) -> bool:
     # Logical CPUs are reservations, not cores: the engine bundles must fit even
     # on a 2-core machine, where workers share cores through OpenMP binding.
     needed = logical_cpus_needed(spec) if spec else 1
-    ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), **quiet)
+    # "local": always a new embedded cluster, never one that `ray start` left
+    # running on this machine (Ray would otherwise join it and refuse num_cpus).
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), **quiet)
     return True
 
 
