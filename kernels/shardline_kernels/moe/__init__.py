@@ -1,0 +1,1 @@
+"""Expert-parallel fused MoE: top-k routed tokens through the rank's local experts."""

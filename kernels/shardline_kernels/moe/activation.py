@@ -1,0 +1,20 @@
+"""The gated activations the MoE ops support: act(gate) * up over w13's two halves."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GATES = {
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+
+
+def gated(gate_up: torch.Tensor, activation: str) -> torch.Tensor:
+    """`gate_up` is [..., 2I] with the gate half first (vLLM's w13 layout)."""
+    if activation not in GATES:
+        raise ValueError(f"activation {activation!r} is not supported; supported: {sorted(GATES)}")
+    gate, up = gate_up.chunk(2, dim=-1)
+    return GATES[activation](gate) * up

