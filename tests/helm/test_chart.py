@@ -92,6 +92,8 @@ def test_values_spec_is_deployed_with_only_placement_resources_added(rendered):
             del model["resources"]
     assert deployed["router"]["custom"].pop("shardline-router") == 1
     del deployed["router"]["custom"]
+    if (values.get("auth") or {}).get("existingSecret"):
+        assert deployed["router"].pop("auth") == {"tokens_file": "/etc/shardline/auth/tokens"}
     assert deployed["models"] == given["models"]
     assert deployed["router"] == given.get("router", {"port": 50051})
 
@@ -170,8 +172,8 @@ def test_auth_tokens_come_from_a_secret_and_otel_endpoint_from_values():
     objects = render(values_file("gpu-production.yaml"))
     router = worker_groups(rayservice(objects))["router"]["template"]["spec"]
     assert router["volumes"][1]["secret"]["secretName"] == "shardline-tokens"
+    assert deployed_spec(objects)["router"]["auth"]["tokens_file"] == "/etc/shardline/auth/tokens"
     env = {e["name"]: e["value"] for e in router["containers"][0]["env"]}
-    assert env["SHARDLINE_AUTH_TOKENS_FILE"] == "/etc/shardline/auth/tokens"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
     (monitor,) = by_kind(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"

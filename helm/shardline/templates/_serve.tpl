@@ -1,7 +1,8 @@
 {{/*
 The spec that is deployed: values.spec, checked for what only the chart needs,
 plus the placement resources that tie router replicas to router pods and each
-model's replicas to its own worker group. Returned as JSON (templates return text).
+model's replicas to its own worker group, and `router.auth.tokens_file` pointing
+at the mounted auth Secret when there is one. Returned as JSON (templates return text).
 */}}
 {{- define "shardline.spec" -}}
 {{- $spec := deepCopy .Values.spec -}}
@@ -12,6 +13,11 @@ model's replicas to its own worker group. Returned as JSON (templates return tex
 {{- $routerCustom := deepCopy (default (dict) $router.custom) -}}
 {{- $_ := set $routerCustom .Values.router.placementResource 1 -}}
 {{- $_ := set $router "custom" $routerCustom -}}
+{{- if .Values.auth.existingSecret -}}
+{{- $auth := deepCopy (default (dict) $router.auth) -}}
+{{- $_ := set $auth "tokens_file" (printf "/etc/shardline/auth/%s" .Values.auth.key) -}}
+{{- $_ := set $router "auth" $auth -}}
+{{- end -}}
 {{- $_ := set $spec "router" $router -}}
 {{- $models := list -}}
 {{- range $i, $m := $spec.models -}}
