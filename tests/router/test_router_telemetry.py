@@ -156,5 +156,6 @@ async def test_the_http_door_continues_a_traceparent_and_traces_the_pipeline(spa
     server = s["POST /v1/completions"]
     assert format(server.parent.span_id, "016x") == CLIENT_SPAN
     assert server.attributes[attr.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
+    assert (server.attributes[attr.TIER], server.attributes[attr.COST]) == ("tiny-llama", 0.0)
     assert s[attr.CASCADE_ATTEMPT_SPAN].parent.span_id == server.context.span_id
     assert s[attr.REPLICA_SPAN].parent.span_id == s[attr.REPLICA_CALL_SPAN].context.span_id

@@ -109,7 +109,7 @@ class Pipeline:
                         yield delta
             finally:
                 self._settle(billing, outcome)
-                _record_cost(outcome)
+                _record_cost(outcome, rpc)
         finally:
             self.in_flight -= 1
 
@@ -236,10 +236,15 @@ def _record_compression(span, model: str, compressed: Compressed) -> None:
     metrics.COMPRESSION_RATIO.labels(model).observe(ratio)
 
 
-def _record_cost(outcome: Outcome) -> None:
-    if outcome.charged and outcome.plan:
-        tier = outcome.answered_by or outcome.plan.tiers[0].name
+def _record_cost(outcome: Outcome, rpc: RouterRPC | None) -> None:
+    """Cost, answering tier and uncertainty: on the metrics and the server span."""
+    tier = outcome.answered_by or outcome.plan.tiers[0].name
+    if outcome.charged:
         metrics.COST.labels(outcome.tenant, tier).inc(outcome.charged)
+    if rpc:
+        rpc.span.set_attributes({attr.COST: outcome.charged, attr.TIER: tier, attr.TENANT: outcome.tenant})
+        if outcome.uncertainty:
+            rpc.span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
 
 
 def _left(deadline: float, request_id: str) -> float:
