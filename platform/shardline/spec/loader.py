@@ -7,6 +7,7 @@ of every key and list item, so a pydantic error location such as
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,13 @@ def _message(err: dict[str, Any], loc: Loc) -> str:
     return f"{msg} (got {value!r})"
 
 
+_VALIDATOR_STEP = re.compile(r"^[a-z][a-z-]*\[.*\]$")
+
+
 def _clean_loc(loc: tuple[Any, ...]) -> Loc:
-    # pydantic inserts the validator kind ("function-after[...]") into some locations.
-    return tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+    # pydantic inserts the validator kind ("function-after[...]") into some
+    # locations; a user's key (even one with brackets) stays.
+    return tuple(p for p in loc if not (isinstance(p, str) and _VALIDATOR_STEP.match(p)))
 
 
 def _nearest_line(loc: Loc, lines: dict[Loc, int]) -> int | None:
