@@ -7,13 +7,12 @@ policies make is predictable. tests/integration repeats the essentials on vLLM.
 """
 
 import contextlib
-import hashlib
 import math
 
 import grpc
-import numpy as np
 import pytest
 from builders import make_request, make_spec
+from fake_scorers import hash_embed, word_nll
 from fakes import FakeEngine, LocalBackend, start_llm_server
 
 from shardline.engine.protocol import TokenLogprob
@@ -48,26 +47,9 @@ class ScoredEngine(FakeEngine):
                 step = TokenLogprob(math.log(self.p), (math.log(self.p), math.log((1 - self.p) * 0.9)))
                 delta.logprobs = [step] * len(delta.token_ids)
             if request.prompt_logprobs and first:
-                delta.prompt_nll = _word_nll(request.prompt)
+                delta.prompt_nll = word_nll(request.prompt, digit=6.0, word=0.3)
             first = False
             yield delta
-
-
-def _word_nll(prompt):
-    out, cursor = [], 0
-    for word in prompt.split():
-        start = prompt.index(word, cursor)
-        cursor = start + len(word)
-        out.append((start, cursor, 6.0 if word.isdigit() else 0.3))
-    return out
-
-
-def hash_embed(texts):
-    rows = np.zeros((len(texts), 64), dtype=np.float32)
-    for r, text in enumerate(texts):
-        for word in text.lower().split():
-            rows[r, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
 
 
 @contextlib.asynccontextmanager

@@ -1,12 +1,11 @@
 """Compression policies alone: layout, skip rules, each policy, and invariants (hypothesis)."""
 
-import hashlib
 import random
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from fake_scorers import hash_embed, word_nll
 
 from shardline.models import tasks
 from shardline.policies.compression import Compressed, Options, Scorers, compress
@@ -15,27 +14,8 @@ from shardline.policies.compression.units import layout
 QUESTION = "Question : what is the code of amber ? Answer :"
 
 
-def hash_embed(texts):
-    """Deterministic bag-of-words embedding: shared words -> high cosine."""
-    rows = np.zeros((len(texts), 64), dtype=np.float32)
-    for r, text in enumerate(texts):
-        for word in text.lower().split():
-            rows[r, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
-
-
-def token_nll(prompt):
-    """Fake prompt logprobs: digits are surprising, words are not."""
-    out, cursor = [], 0
-    for word in prompt.split():
-        start = prompt.index(word, cursor)
-        cursor = start + len(word)
-        out.append((start, cursor, 5.0 if word.isdigit() else 0.5))
-    return out
-
-
 def scorers(prompt):
-    return Scorers(embed=hash_embed, token_nll=token_nll(prompt))
+    return Scorers(embed=hash_embed, token_nll=word_nll(prompt, digit=5.0, word=0.5))
 
 
 def haystack(filler_sentences=400, seed=0):
