@@ -1,7 +1,9 @@
 """A fake engine and backend for router and replica tests (never used outside tests/).
 
-The fake engine "generates" by echoing the prompt's words, one per step, so a test
-can predict every delta. It raises if used before `start()`, like a real engine.
+The fake engine "generates" by echoing the prompt's words, one per step (token id i
+for step i), so a test can predict every delta; a resumed request (`continuation`)
+picks up at the step after the tokens it was given. It raises if used before
+`start()`, like a real engine.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
-from shardline.errors import InvalidArgument
+from shardline.errors import InvalidArgument, ReplicaLost
 from shardline.serve.llm_server import LLMServer
 from shardline.spec.model import ModelSpec
 
@@ -37,16 +39,18 @@ class FakeEngine:
         self.calls += 1
         self.unfinished.add(request.request_id)
         finished = False
+        done = len(request.continuation)
         try:
-            for i in range(request.max_tokens):
+            for n in range(request.max_tokens):
                 await asyncio.sleep(self.step_s)
-                last = i == request.max_tokens - 1
+                i = done + n
+                last = n == request.max_tokens - 1
                 yield GenerationDelta(
                     text=f" {words[i % len(words)]}",
                     token_ids=[i],
                     finish_reason="length" if last else None,
-                    prompt_tokens=len(words),
-                    completion_tokens=i + 1,
+                    prompt_tokens=len(words) + done,
+                    completion_tokens=n + 1,
                 )
             finished = True
         finally:
@@ -85,6 +89,43 @@ class LocalBackend:
 
     async def ready_replicas(self) -> dict[str, int]:
         return dict(self.ready)
+
+
+class ReplicaSetBackend:
+    """Round-robin over several in-process replicas of one model. `kill(i)` makes replica
+    i fail like a dead Ray Serve replica: its live streams end with ReplicaLost at
+    their next delta and it takes no new calls. Health keeps counting it (`ready`)
+    until a test says otherwise, as Serve does until its health check notices."""
+
+    def __init__(self, model: str, servers: list[LLMServer]):
+        self.model = model
+        self.servers = servers
+        self.dead: set[int] = set()
+        self.calls: list[int] = []
+        self.ready = len(servers)
+        self._next = 0
+
+    def kill(self, index: int) -> None:
+        self.dead.add(index)
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        alive = [i for i in range(len(self.servers)) if i not in self.dead]
+        if not alive:
+            raise ReplicaLost(f"no live replica of {model!r}")
+        index = alive[self._next % len(alive)]
+        self._next += 1
+        self.calls.append(index)
+        stream = self.servers[index].generate(request)
+        try:
+            async for delta in stream:
+                if index in self.dead:
+                    raise ReplicaLost(f"replica {index} of {model!r} died")
+                yield delta
+        finally:
+            await stream.aclose()
+
+    async def ready_replicas(self) -> dict[str, int]:
+        return {self.model: self.ready}
 
 
 async def start_llm_server(model: ModelSpec, engine: FakeEngine) -> LLMServer:

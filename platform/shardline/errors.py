@@ -7,6 +7,9 @@ any of them into a typed status without a lookup table. They pickle across Ray
 
 from __future__ import annotations
 
+TOKENS_SENT_TRAILER = "shardline-tokens-sent"
+"""gRPC trailer on every router error: the tokens the client had received before it."""
+
 
 class ShardlineError(Exception):
     """Base of every error Shardline raises on purpose."""
@@ -54,6 +57,18 @@ class DeadlineExceeded(RequestError):
     grpc_code = "DEADLINE_EXCEEDED"
 
 
+class ReplicaLost(Unavailable):
+    """The replica serving a request died, or its engine did: nothing about the request
+    itself is wrong, so the router retries (or resumes) it on another replica."""
+
+
+class Aborted(RequestError):
+    """The request failed after part of its stream reached the client and could not be
+    resumed; the message and the `shardline-tokens-sent` trailer say how much arrived."""
+
+    grpc_code = "ABORTED"
+
+
 class EngineFailure(RequestError):
     """The engine died or raised while serving the request."""
 
@@ -62,3 +77,12 @@ class EngineFailure(RequestError):
 
 class IntegrityError(ShardlineError):
     """A model directory does not match its signed manifest (or is not signed)."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception a replica raised, out of Ray's wrappers (RayTaskError keeps it as
+    `cause`), so a typed error keeps its type across processes."""
+    seen = 0
+    while hasattr(exc, "cause") and isinstance(exc.cause, BaseException) and seen < 8:
+        exc, seen = exc.cause, seen + 1
+    return exc

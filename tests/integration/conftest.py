@@ -7,6 +7,7 @@ Its models are signed copies that the replicas verify before loading.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from shardline.spec import DeploymentSpec, validate_spec
 ROOT = Path(__file__).resolve().parents[2]
 APP = "shardline-it"
 DEPLOY_TIMEOUT_S = 600
+SPARE_CPUS = 12
+"""Logical CPUs beside the session deployment for the apps tests deploy themselves
+(`deployed`): reservations, not cores."""
 
 
 @dataclass
@@ -43,11 +47,25 @@ class Deployment:
     def models(self) -> list[str]:
         return [m.name for m in self.spec.models]
 
-    def replica(self):
-        return serve.get_deployment_handle(llm_deployment_name(self.model), app_name=APP)
+    def replica(self, model: str | None = None):
+        """A handle on the replicas of `model` (default: the first)."""
+        return serve.get_deployment_handle(llm_deployment_name(model or self.model), app_name=self.spec.name)
 
     def client(self) -> Client:
         return Client(self.target)
+
+
+@contextlib.contextmanager
+def deployed(data: dict):
+    """Deploy one more app from a spec dict (its own `name`; router port 0) on the
+    session's cluster, for tests that break things; removed afterwards. Depend on
+    the `deployment` fixture first, so the cluster exists."""
+    spec = validate_spec({**data, "router": {**data.get("router", {}), "port": 0}})
+    try:
+        endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
+        yield Deployment(spec, f"127.0.0.1:{endpoint.port}")
+    finally:
+        lifecycle.undeploy(spec.name)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +90,7 @@ def deployment(tmp_path_factory) -> Deployment:
         sign_model(copy, signed / "signing.key")
         model.update(path=str(copy), integrity={"public_key": public})
     spec = validate_spec(data)
-    lifecycle.connect(None, spec)
+    lifecycle.connect(None, spec, spare_cpus=SPARE_CPUS)
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")

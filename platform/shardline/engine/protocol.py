@@ -41,6 +41,10 @@ class GenerationRequest:
     prompt_logprobs: bool = False
     """Return each prompt token's negative log-likelihood (`GenerationDelta.prompt_nll`).
     vLLM skips the prefix cache for such requests: every one is a full prefill."""
+    continuation: tuple[int, ...] = ()
+    """Token ids an earlier attempt already generated (and the client received): the
+    engine appends them to the tokenized prompt and generates what follows, so a
+    stream cut by a dying replica resumes on another. Usage counts them as prompt."""
     trace_context: dict[str, str] = field(default_factory=dict)
     """W3C trace headers (`traceparent`, `tracestate`) naming the caller's span, so
     the trace continues across Ray (see shardline.telemetry)."""

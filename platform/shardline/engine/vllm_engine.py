@@ -26,7 +26,7 @@ from shardline.engine.protocol import (
     GenerationRequest,
     TokenLogprob,
 )
-from shardline.errors import EngineFailure, InvalidArgument
+from shardline.errors import EngineFailure, InvalidArgument, ReplicaLost
 from shardline.security.integrity import verify_model
 from shardline.spec.model import ModelSpec
 from shardline.telemetry.tracing import configured
@@ -71,8 +71,9 @@ class VLLMEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
 
-        prompt_ids, offsets = self._tokenize(request.prompt)
+        prompt_ids, offsets = self._tokenize(request.prompt, request.continuation)
         params = self._sampling_params(request, len(prompt_ids))
         engine_id = f"{request.request_id}/{uuid.uuid4().hex[:8]}"
         self._started += 1
@@ -98,6 +99,9 @@ class VLLMEngine:
                 )
         except InvalidArgument:
             raise
+        except EngineDeadError as exc:
+            # The engine core is gone for every request here: another replica can serve them.
+            raise ReplicaLost(f"the engine of a {self._model.name!r} replica died: {exc}") from exc
         except Exception as exc:
             raise EngineFailure(f"engine failed on request {request.request_id}: {exc}") from exc
         finally:
@@ -134,10 +138,11 @@ class VLLMEngine:
     def _raw_logits(self) -> bool:
         return self._model.engine_args.get("logprobs_mode") == "raw_logits"
 
-    def _tokenize(self, prompt: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids and each token's character span (special tokens get (0, 0))."""
+    def _tokenize(self, prompt: str, continuation: tuple[int, ...] = ()) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids (the prompt's, then `continuation`) and each prompt token's character
+        span (special tokens get (0, 0))."""
         encoded = self._tokenizer(prompt, return_offsets_mapping=True)
-        ids, offsets = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+        ids, offsets = list(encoded["input_ids"]) + list(continuation), [tuple(o) for o in encoded["offset_mapping"]]
         limit = self._model.max_model_len - 1
         if len(ids) > limit:
             raise InvalidArgument(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from opentelemetry.trace import SpanKind
 
 from shardline.engine.protocol import GenerationDelta, GenerationRequest
-from shardline.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from shardline.errors import Aborted, DeadlineExceeded, ReplicaLost, ResourceExhausted, Unavailable
 from shardline.policies import uncertainty
 from shardline.policies.compression import Compressed, Scorers, compress, skip_reason
 from shardline.policies.compression.extractive import Embedder
@@ -63,6 +63,10 @@ class Outcome:
     uncertainty: uncertainty.Uncertainty | None = None
     scoring_cost: float = 0.0
     """The self_information scoring prefill on the cheapest tier (charged with the answer)."""
+    retries: int = 0
+    """Replica calls repeated because a replica (or its engine) died."""
+    resumed_tokens: int = 0
+    """Tokens already streamed when the last retry began (0: it started over)."""
 
 
 @dataclass
@@ -185,7 +189,7 @@ class Pipeline:
         every logprob of the answer either way."""
         buffered, latest, logprobs, charged = GenerationDelta("", []), None, [], False
         try:
-            async with aclosing(self.replica_call(tier.name, request)) as stream:
+            async with aclosing(self.replica_call(tier.name, request, outcome)) as stream:
                 async for delta in stream:
                     latest = delta
                     logprobs.extend(delta.logprobs)
@@ -202,13 +206,50 @@ class Pipeline:
             if not charged and latest is not None:  # failed or cancelled midway: pay for what was produced
                 outcome.charged += self._cost(tier, latest, outcome)
 
-    async def replica_call(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        with stage_span(attr.REPLICA_CALL_SPAN, {attr.TIER: model}, kind=SpanKind.CLIENT) as span:
-            # The replica's span continues this one across Ray.
-            traced = replace(request, trace_context=carrier(span)) if span.is_recording() else request
-            async with aclosing(self._backend.stream(model, traced)) as stream:
-                async for delta in stream:
-                    yield delta
+    async def replica_call(self, model: str, request: GenerationRequest,
+                           outcome: Outcome) -> AsyncIterator[GenerationDelta]:
+        """One replica's stream; when that replica dies, the rest of it from another.
+
+        A retry before the first token repeats the call. After tokens went out it
+        resumes: the new replica gets the prompt plus the tokens already sent and
+        continues, and its deltas are renumbered so usage counts the whole stream.
+        """
+        retry = self._spec.router.retry
+        deadline = asyncio.get_running_loop().time() + request.timeout_s
+        sent: list[int] = []
+        for attempt in range(retry.attempts):
+            already = len(sent)
+            call = request if not sent else _resumed(request, sent, deadline)
+            try:
+                with stage_span(attr.REPLICA_CALL_SPAN, {attr.TIER: model, attr.REPLICA_ATTEMPT: attempt},
+                                kind=SpanKind.CLIENT) as span:
+                    # The replica's span continues this one across Ray.
+                    traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
+                    async with aclosing(self._backend.stream(model, traced)) as stream:
+                        async for delta in stream:
+                            delta = _continued(delta, already)
+                            sent.extend(delta.token_ids)
+                            yield delta
+                return
+            except ReplicaLost as exc:
+                lost = exc
+            if sent and not retry.resume:
+                break
+            if sent and len(sent) >= request.max_tokens:  # only the final delta was lost
+                yield _finished(sent, outcome, request)
+                return
+            pause = retry.backoff_s * 2**attempt
+            if attempt + 1 == retry.attempts or asyncio.get_running_loop().time() + pause >= deadline:
+                break
+            outcome.retries += 1
+            outcome.resumed_tokens = len(sent)
+            metrics.RETRIES.labels(model, "resume" if sent else "retry").inc()
+            await asyncio.sleep(pause)
+        if sent:
+            raise Aborted(f"request {request.request_id}: the replica of {model!r} failed after {len(sent)} tokens "
+                          f"were sent and {attempt + 1} replica call(s) ({lost.message})")
+        raise ReplicaLost(f"request {request.request_id}: {attempt + 1} replica call(s) to {model!r} failed; "
+                          f"retry later ({lost.message})")
 
     @staticmethod
     def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
@@ -245,6 +286,26 @@ def _record_cost(outcome: Outcome, rpc: RouterRPC | None) -> None:
         rpc.span.set_attributes({attr.COST: outcome.charged, attr.TIER: tier, attr.TENANT: outcome.tenant})
         if outcome.uncertainty:
             rpc.span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
+
+
+def _resumed(request: GenerationRequest, sent: list[int], deadline: float) -> GenerationRequest:
+    return replace(request, continuation=request.continuation + tuple(sent), max_tokens=request.max_tokens - len(sent),
+                   timeout_s=_left(deadline, request.request_id))
+
+
+def _continued(delta: GenerationDelta, already: int) -> GenerationDelta:
+    """A resumed replica counts the tokens sent before as prompt: count them as completion."""
+    if not already:
+        return delta
+    return replace(delta, prompt_tokens=max(delta.prompt_tokens - already, 0),
+                   completion_tokens=delta.completion_tokens + already)
+
+
+def _finished(sent: list[int], outcome: Outcome, request: GenerationRequest) -> GenerationDelta:
+    """The final delta of a stream whose replica died after its last token but before
+    its finish: every token was sent, so it ended at max_tokens."""
+    prompt = outcome.compressed.sent_tokens if outcome.compressed else 0
+    return GenerationDelta("", [], finish_reason="length", prompt_tokens=prompt, completion_tokens=len(sent))
 
 
 def _left(deadline: float, request_id: str) -> float:

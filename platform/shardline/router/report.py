@@ -18,6 +18,8 @@ def policy_report(outcome: Outcome) -> pb.PolicyReport:
     if outcome.uncertainty is not None:
         report.uncertainty.CopyFrom(pb.Uncertainty(score=outcome.uncertainty.score,
                                                    components=outcome.uncertainty.components))
+    if outcome.retries:
+        report.recovery.CopyFrom(pb.RecoveryReport(retries=outcome.retries, resumed_tokens=outcome.resumed_tokens))
     return report
 
 

@@ -18,7 +18,7 @@ from contextlib import aclosing
 import grpc
 
 from shardline.engine.protocol import GenerationDelta
-from shardline.errors import PermissionDenied
+from shardline.errors import TOKENS_SENT_TRAILER
 from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
 from shardline.router.pipeline import Outcome, Pipeline
@@ -56,12 +56,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def GenerateStream(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
-        outcome = Outcome()
+        outcome, sent = Outcome(), 0
         try:
             async for delta in self._serve(request, context, outcome, "GenerateStream"):
+                sent += len(delta.token_ids)
                 yield _chunk(outcome, delta)
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
-            await _abort(context, exc)
+            await _abort(context, exc, sent)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         text, token_ids, last, outcome = [], [], None, Outcome()
@@ -71,7 +72,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 token_ids.extend(delta.token_ids)
                 last = delta
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
-            await _abort(context, exc)
+            await _abort(context, exc, 0)
         return pb.GenerateResponse(
             request_id=outcome.request_id,
             text="".join(text),
@@ -141,6 +142,6 @@ def _usage(delta: GenerationDelta) -> pb.Usage:
     return pb.Usage(prompt_tokens=delta.prompt_tokens, completion_tokens=delta.completion_tokens)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, tokens_sent: int) -> None:
     code, message = to_status(exc)
-    await context.abort(code, message)
+    await context.abort(code, message, trailing_metadata=((TOKENS_SENT_TRAILER, str(tokens_sent)),))

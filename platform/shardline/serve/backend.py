@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from shardline.engine.protocol import GenerationDelta, GenerationRequest
+from shardline.errors import ReplicaLost, RequestError, root_cause
 
 
 def llm_deployment_name(model: str) -> str:
@@ -38,6 +40,11 @@ class ServeBackend:
             async for delta in responses:
                 yield delta
             finished = True
+        except RayActorError as exc:  # the replica process died (or is unreachable)
+            raise ReplicaLost(f"replica of {model!r} was lost mid-request: {type(exc).__name__}") from exc
+        except RayTaskError as exc:  # the replica raised: pass its typed error on as is
+            cause = root_cause(exc)
+            raise cause if isinstance(cause, RequestError) else exc
         finally:
             if not finished:
                 responses.cancel()  # reaches the replica: its engine request is aborted

@@ -45,8 +45,9 @@ class Endpoint:
         return None if self.http_port is None else f"http://{self.host}:{self.http_port}/v1"
 
 
-def connect(address: str | None, spec: DeploymentSpec | None = None) -> bool:
-    """Join the cluster at `address` (or RAY_ADDRESS); else start an embedded one.
+def connect(address: str | None, spec: DeploymentSpec | None = None, spare_cpus: float = 0) -> bool:
+    """Join the cluster at `address` (or RAY_ADDRESS); else start an embedded one,
+    sized for `spec` plus `spare_cpus` logical CPUs (room for further apps).
 
     Returns True when the cluster is embedded (it dies with this process).
     """
@@ -57,7 +58,7 @@ def connect(address: str | None, spec: DeploymentSpec | None = None) -> bool:
         return False
     # Logical CPUs are reservations, not cores: the engine bundles must fit even
     # on a 2-core machine, where workers share cores through OpenMP binding.
-    needed = logical_cpus_needed(spec) if spec else 1
+    needed = (logical_cpus_needed(spec) if spec else 1) + spare_cpus
     # address="local": always a fresh cluster, even when another one runs on this
     # machine (plain ray.init() would join it and refuse num_cpus).
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), **quiet)

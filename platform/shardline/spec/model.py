@@ -231,6 +231,19 @@ class RouterTLS(StrictModel):
         return value and os.path.abspath(os.path.expanduser(value))
 
 
+class RouterRetry(StrictModel):
+    """What the router does when the replica serving a request dies (or its engine does)."""
+
+    attempts: int = Field(3, ge=1, le=10)
+    """Replica calls per request, the first included; 1 turns retries off."""
+    resume: bool = True
+    """Resume a stream that already sent tokens on another replica (the prompt plus
+    the tokens sent, so the client sees one continuous stream). False: such a stream
+    ends ABORTED, saying how many tokens were sent."""
+    backoff_s: float = Field(0.05, ge=0, le=10)
+    """Wait before the first retry, doubled for each further one (within the deadline)."""
+
+
 class RouterSpec(StrictModel):
     """The gRPC front door."""
 
@@ -249,6 +262,7 @@ class RouterSpec(StrictModel):
     health_period_s: float = Field(2.0, gt=0, le=600)
     """How often the router re-checks replica readiness for grpc.health.v1."""
     limits: RouterLimits = Field(default_factory=RouterLimits)
+    retry: RouterRetry = Field(default_factory=RouterRetry)
     auth: RouterAuth | None = None
     """Unset: no authentication (local use only)."""
     tls: RouterTLS | None = None

@@ -52,6 +52,7 @@ TENANT = "shardline.tenant"
 COST = "shardline.cost"
 UNCERTAINTY = "shardline.uncertainty"
 CASCADE_ATTEMPT = "shardline.cascade.attempt"
+REPLICA_ATTEMPT = "shardline.replica.attempt"  # 0, then 1, 2, ... for retries after a replica died
 
 # Resource attributes (one set per process)
 SERVICE_NAME = "service.name"

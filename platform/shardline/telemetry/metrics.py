@@ -43,6 +43,8 @@ COMPRESSION_RATIO = Histogram(
 )
 COST = Counter("shardline_cost", "Cost charged, in the spec's cost units", ["tenant", "tier"])
 ESCALATIONS = Counter("shardline_escalations", "Cascade escalations from one tier to the next", ["from_tier", "to_tier"])
+RETRIES = Counter("shardline_replica_retries", "Replica calls repeated after a replica died (kind: retry or resume)",
+                  ["model", "kind"])
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> int:

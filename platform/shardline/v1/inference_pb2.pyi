@@ -152,14 +152,24 @@ class Uncertainty(_message.Message):
     def __init__(self, score: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PolicyReport(_message.Message):
-    __slots__ = ("compression", "decoding", "uncertainty")
+    __slots__ = ("compression", "decoding", "uncertainty", "recovery")
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     DECODING_FIELD_NUMBER: _ClassVar[int]
     UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
     compression: CompressionReport
     decoding: DecodingReport
     uncertainty: Uncertainty
-    def __init__(self, compression: _Optional[_Union[CompressionReport, _Mapping]] = ..., decoding: _Optional[_Union[DecodingReport, _Mapping]] = ..., uncertainty: _Optional[_Union[Uncertainty, _Mapping]] = ...) -> None: ...
+    recovery: RecoveryReport
+    def __init__(self, compression: _Optional[_Union[CompressionReport, _Mapping]] = ..., decoding: _Optional[_Union[DecodingReport, _Mapping]] = ..., uncertainty: _Optional[_Union[Uncertainty, _Mapping]] = ..., recovery: _Optional[_Union[RecoveryReport, _Mapping]] = ...) -> None: ...
+
+class RecoveryReport(_message.Message):
+    __slots__ = ("retries", "resumed_tokens")
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    retries: int
+    resumed_tokens: int
+    def __init__(self, retries: _Optional[int] = ..., resumed_tokens: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -31,8 +31,11 @@ class InferenceStub:
     Errors are typed gRPC statuses: NOT_FOUND (unknown model), INVALID_ARGUMENT
     (bad sampling values, prompt too long; the message quotes the value and the
     limit), RESOURCE_EXHAUSTED (router at its in-flight limit, or a tenant's
-    budget cannot pay for the request), UNAVAILABLE (no
-    ready replica), DEADLINE_EXCEEDED.
+    budget cannot pay for the request), UNAVAILABLE (no ready replica, or every
+    retry lost its replica; nothing was streamed, so retrying is safe),
+    DEADLINE_EXCEEDED, ABORTED (a replica died after part of the stream was sent
+    and it could not be resumed). Every error carries the trailer
+    `shardline-tokens-sent`: the tokens the client received before it.
     """
 
     def __init__(self, channel):
@@ -64,8 +67,11 @@ class InferenceServicer:
     Errors are typed gRPC statuses: NOT_FOUND (unknown model), INVALID_ARGUMENT
     (bad sampling values, prompt too long; the message quotes the value and the
     limit), RESOURCE_EXHAUSTED (router at its in-flight limit, or a tenant's
-    budget cannot pay for the request), UNAVAILABLE (no
-    ready replica), DEADLINE_EXCEEDED.
+    budget cannot pay for the request), UNAVAILABLE (no ready replica, or every
+    retry lost its replica; nothing was streamed, so retrying is safe),
+    DEADLINE_EXCEEDED, ABORTED (a replica died after part of the stream was sent
+    and it could not be resumed). Every error carries the trailer
+    `shardline-tokens-sent`: the tokens the client received before it.
     """
 
     def Generate(self, request, context):
@@ -121,8 +127,11 @@ class Inference:
     Errors are typed gRPC statuses: NOT_FOUND (unknown model), INVALID_ARGUMENT
     (bad sampling values, prompt too long; the message quotes the value and the
     limit), RESOURCE_EXHAUSTED (router at its in-flight limit, or a tenant's
-    budget cannot pay for the request), UNAVAILABLE (no
-    ready replica), DEADLINE_EXCEEDED.
+    budget cannot pay for the request), UNAVAILABLE (no ready replica, or every
+    retry lost its replica; nothing was streamed, so retrying is safe),
+    DEADLINE_EXCEEDED, ABORTED (a replica died after part of the stream was sent
+    and it could not be resumed). Every error carries the trailer
+    `shardline-tokens-sent`: the tokens the client received before it.
     """
 
     @staticmethod
