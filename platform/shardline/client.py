@@ -7,6 +7,11 @@
 
 `AsyncClient` offers the same calls on grpc.aio for concurrent use.
 Errors arrive as `grpc.RpcError` with the router's typed status and message.
+Calls the router refuses with UNAVAILABLE (draining during a rolling update or
+`shardline down`, no ready replica) are retried by gRPC itself with backoff
+(`RetryPolicy`; `retry=None` turns that off): UNAVAILABLE comes before any token,
+so nothing is repeated. `channel_options(RetryPolicy())` gives the same to a
+channel of your own.
 When the caller has a current OpenTelemetry span, its W3C context is sent along
 (the router continues that trace); `trace_id(call)` reads the trace id the
 router answers with.
@@ -14,7 +19,9 @@ router answers with.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,6 +29,56 @@ from opentelemetry import propagate
 
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+
+
+INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["Inference"].full_name
+MAX_GRPC_ATTEMPTS = 5
+"""gRPC caps a retry policy's maxAttempts at 5."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """gRPC's retries (the channel's service config) of Inference calls that end
+    UNAVAILABLE before any response: attempt n waits a random time up to
+    `initial_backoff_s * multiplier**(n-1)` (at most `max_backoff_s`). The defaults
+    ride out a router switch of up to ~4 s. RESOURCE_EXHAUSTED is not retried:
+    repeating calls into an overload makes it worse."""
+
+    attempts: int = 5
+    initial_backoff_s: float = 0.25
+    max_backoff_s: float = 2.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.attempts <= MAX_GRPC_ATTEMPTS:
+            raise ValueError(f"attempts is {self.attempts}; gRPC allows 2 to {MAX_GRPC_ATTEMPTS}")
+        if not 0 < self.initial_backoff_s <= self.max_backoff_s:
+            raise ValueError(f"initial_backoff_s ({self.initial_backoff_s}) must be > 0 and at most "
+                             f"max_backoff_s ({self.max_backoff_s})")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier is {self.multiplier}; it must be at least 1")
+
+    def service_config(self) -> str:
+        policy = {
+            "maxAttempts": self.attempts,
+            "initialBackoff": f"{self.initial_backoff_s}s",
+            "maxBackoff": f"{self.max_backoff_s}s",
+            "backoffMultiplier": self.multiplier,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+        # Throttling stops retries when most calls fail (the router is really down),
+        # so a dead router does not get every call several times over.
+        return json.dumps({
+            "methodConfig": [{"name": [{"service": INFERENCE_SERVICE}], "retryPolicy": policy}],
+            "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
+        })
+
+
+def channel_options(retry: RetryPolicy | None = RetryPolicy()) -> list[tuple[str, object]]:
+    """grpc channel options for a Shardline router: the retry policy, when given."""
+    if retry is None:
+        return []
+    return [("grpc.enable_retries", 1), ("grpc.service_config", retry.service_config())]
 
 
 def make_request(
@@ -73,7 +130,8 @@ def trace_id(call) -> str:
 
 class Client:
     """`token`: the tenant's bearer token, when the router requires auth.
-    `credentials`: `grpc.ssl_channel_credentials(...)` for a TLS / mutual-TLS router."""
+    `credentials`: `grpc.ssl_channel_credentials(...)` for a TLS / mutual-TLS router.
+    `retry`: how UNAVAILABLE calls are retried; None: not at all."""
 
     def __init__(
         self,
@@ -81,8 +139,11 @@ class Client:
         *,
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        retry: RetryPolicy | None = RetryPolicy(),
     ):
-        self._channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+        options = channel_options(retry)
+        self._channel = (grpc.secure_channel(target, credentials, options) if credentials
+                         else grpc.insecure_channel(target, options))
         self._token = token
         self._stub = pb_grpc.InferenceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -124,9 +185,11 @@ class AsyncClient:
         *,
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        retry: RetryPolicy | None = RetryPolicy(),
     ):
-        aio = grpc.aio
-        self._channel = aio.secure_channel(target, credentials) if credentials else aio.insecure_channel(target)
+        aio, options = grpc.aio, channel_options(retry)
+        self._channel = (aio.secure_channel(target, credentials, options) if credentials
+                         else aio.insecure_channel(target, options))
         self._token = token
         self._stub = pb_grpc.InferenceStub(self._channel)
 

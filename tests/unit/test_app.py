@@ -13,3 +13,16 @@ def test_placement_group_has_one_bundle_per_worker_plus_the_replica():
 def test_logical_cpus_cover_min_replicas_and_router():
     spec = make_spec(model={"parallelism": {"tensor": 2}, "replicas": {"min": 2, "max": 3}})
     assert logical_cpus_needed(spec) == (1 + 2) * 2 + 1
+
+
+def test_router_and_engines_share_the_drain_timeout_and_surge():
+    from shardline.serve.app import ROUTER_WAIT_LOOP_S, SHUTDOWN_MARGIN_S, llm_deployment, router_deployment
+
+    spec = make_spec(rollout={"drain_timeout_s": 45, "surge_percent": 50})
+    engine = llm_deployment(spec.models[0], spec.rollout)._deployment_config
+    router = router_deployment(spec)._deployment_config
+    for config in (engine, router):
+        assert config.graceful_shutdown_timeout_s == 45 + SHUTDOWN_MARGIN_S
+        assert config.max_surge_percent == 50
+    # The router's gRPC streams are not Serve requests: it drains in its destructor, at once.
+    assert router.graceful_shutdown_wait_loop_s == ROUTER_WAIT_LOOP_S

@@ -74,6 +74,14 @@ def test_router_default_max_tokens_within_cap():
         make_spec(limits={"max_tokens": 10, "default_max_tokens": 100})
 
 
+def test_rollout_defaults_and_bounds():
+    rollout = make_spec().rollout
+    assert (rollout.drain_timeout_s, rollout.surge_percent) == (30.0, 100)
+    msg = errors_of("models:\n  - {name: m, path: p}\nrollout: {drain_timeout_s: 0, surge_percent: 101}\n")
+    assert "rollout.drain_timeout_s: Input should be greater than 0 (got 0)" in msg
+    assert "rollout.surge_percent: Input should be less than or equal to 100 (got 101)" in msg
+
+
 def test_model_names_must_be_unique():
     data = spec_dict()
     data["models"].append(dict(data["models"][0]))

@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", help="write here instead of stdout")
     r.set_defaults(func=cmd_render_serve_config)
 
-    p = sub.add_parser("down", help="remove a deployment")
+    p = sub.add_parser("down", help="drain and remove a deployment (live streams finish first)")
     _address(p)
     p.add_argument("--name", default="shardline", help="application name (spec's `name`)")
     p.set_defaults(func=cmd_down)
@@ -267,10 +267,25 @@ def cmd_up(args) -> int:
     if embedded:
         say("embedded Ray cluster: serving until Ctrl-C or SIGTERM")
         _wait_for_signal()
-        from ray import serve
-
-        serve.shutdown()
+        _drain_and_shut_down(spec)
     return 0
+
+
+def _drain_and_shut_down(spec) -> None:
+    """Drain before the embedded cluster goes down with this process: the router reports
+    NOT_SERVING and refuses new calls, live streams finish (up to the drain timeout),
+    then the app is removed. A second signal stops at once (default handlers again)."""
+    from ray import serve
+
+    from shardline.serve import lifecycle
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    say(f"{spec.name}: draining (live streams get up to {spec.rollout.drain_timeout_s:g} s; "
+        "signal again to stop now)")
+    drained_s = lifecycle.undeploy(spec.name)
+    say(f"{spec.name}: removed after {drained_s:.1f} s")
+    serve.shutdown()
 
 
 def cmd_submit(args) -> int:
@@ -299,8 +314,8 @@ def cmd_down(args) -> int:
     from shardline.serve import lifecycle
 
     lifecycle.attach(args.address)
-    lifecycle.undeploy(args.name)
-    say(f"{args.name}: removed")
+    drained_s = lifecycle.undeploy(args.name)
+    say(f"{args.name}: removed after {drained_s:.1f} s (live streams drained first)")
     return 0
 
 

@@ -84,6 +84,8 @@ class Pipeline:
         self._embed = embed
         self._metering = metering or Metering(spec)
         self.in_flight = 0
+        self.draining = False
+        """Set when the router drains: new calls are refused (UNAVAILABLE), live ones go on."""
         self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
 
     async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
@@ -257,6 +259,9 @@ class Pipeline:
         return tier.cost(latest.prompt_tokens or outcome.compressed.sent_tokens, latest.completion_tokens)
 
     def _enter(self) -> None:
+        if self.draining:
+            raise Unavailable("this router replica is draining (shutting down or being replaced); "
+                              "retry: nothing was generated")
         limit = self._spec.router.limits.max_concurrent_requests
         if self.in_flight >= limit:
             raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is {limit}")

@@ -4,6 +4,11 @@ Health is per service: "" (the whole router), `shardline.v1.Inference` (every
 model has a ready replica) and `shardline.v1.Inference/<model>` (that model).
 Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
+
+Draining (`drain`, run when Serve stops the router replica): NOT_SERVING on every
+service first, then the listeners close (connections get GOAWAY, so new calls end
+UNAVAILABLE at once, or reach another router replica sharing the port), live calls
+run to the end within the drain timeout, and whatever is left then is cancelled.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,10 +38,25 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DRAIN_POLL_S = 0.05
+SETTLE_S = 0.1
+"""A call accepted just before the listener closed may not be counted in flight yet."""
+FLUSH_S = 0.5
+"""After the last call ends: time for its final status to go out; health Watch calls
+(which never end by themselves) are cancelled then."""
 
 
 def model_service(model: str) -> str:
     return f"{INFERENCE_SERVICE}/{model}"
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    in_flight: int
+    """Calls running when the drain began."""
+    cut: int
+    """Calls still running at the drain timeout (cancelled)."""
+    seconds: float
 
 
 class RouterServer:
@@ -86,15 +107,36 @@ class RouterServer:
         logger.info("router listening on %s:%d", cfg.host, self.port)
         return self.port
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Drain: report NOT_SERVING first, then let in-flight calls finish."""
+    async def stop(self, grace_s: float = 5.0) -> DrainReport:
+        return await self.drain(grace_s)
+
+    async def drain(self, timeout_s: float) -> DrainReport:
+        """NOT_SERVING, stop accepting, let live calls finish within `timeout_s`, close."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         if self._health_task:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._health.enter_graceful_shutdown()
-        if self._server:
-            await asyncio.gather(self._server.stop(grace_s), self.http.stop(grace_s) if self.http else asyncio.sleep(0))
+        self.servicer.pipeline.draining = True  # calls on connections opened before the close
+        in_flight = self.servicer.in_flight
+        # Both doors stop accepting now; their grace outlasts ours, which decides below.
+        closing = [asyncio.create_task(self._server.stop(timeout_s + FLUSH_S))] if self._server else []
+        if self.http:
+            closing.append(asyncio.create_task(self.http.stop(timeout_s + FLUSH_S)))
+        await asyncio.sleep(min(SETTLE_S, timeout_s))
+        while self.servicer.in_flight and loop.time() - began < timeout_s:
+            await asyncio.sleep(DRAIN_POLL_S)
+        cut = self.servicer.in_flight
+        if self._server:  # a shorter grace than the pending stop's ends it sooner
+            await self._server.stop(0 if cut else FLUSH_S)
+        await asyncio.gather(*closing)
+        report = DrainReport(max(in_flight, cut), cut, loop.time() - began)
+        log = logger.warning if cut else logger.info
+        log("router drained in %.2f s: %d call(s) in flight, %d cut at the %.3g s drain timeout",
+            report.seconds, report.in_flight, cut, timeout_s)
+        return report
 
     async def refresh_health(self) -> dict[str, int]:
         ready = await self._backend.ready_replicas()

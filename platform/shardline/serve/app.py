@@ -15,7 +15,7 @@ from ray.serve import Application
 from shardline.serve.backend import llm_deployment_name
 from shardline.serve.llm_server import LLMServer
 from shardline.serve.router_replica import RouterReplica
-from shardline.spec.model import DeploymentSpec, ModelSpec
+from shardline.spec.model import DeploymentSpec, ModelSpec, RolloutSpec
 
 REPLICA_BUNDLE = {"CPU": 1.0}
 ROUTER_DEPLOYMENT = "router"
@@ -26,18 +26,39 @@ HEALTH_CHECK_TIMEOUT_S = 60.0
 # one event loop (no cross-thread hand-off per streamed item), gRPC between
 # deployments, buffered access logs. Read by Serve at import in each replica.
 SERVE_REPLICA_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# That mode also opens Serve's own ingress listeners on the app's ingress (our
+# router, which serves its own gRPC port instead) and then holds a stopping ingress
+# replica for 30 s before its destructor runs: the router's drain would start late.
+ROUTER_ENV = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+# Past `rollout.drain_timeout_s` a stopping replica still needs time for its own
+# destructor (engine shutdown; the router's final flush) before Serve kills it.
+SHUTDOWN_MARGIN_S = 10.0
+# Serve waits this long, then until the replica has no Serve requests, before it
+# calls the destructor. A router's gRPC streams are not Serve requests, so any wait
+# here only delays its NOT_SERVING while the engines behind it are already stopping.
+ROUTER_WAIT_LOOP_S = 0.05
 
 
 def build_app(spec: DeploymentSpec) -> Application:
-    handles = {m.name: llm_deployment(m).bind(m, telemetry=spec.telemetry) for m in spec.models}
+    handles = {m.name: llm_deployment(m, spec.rollout).bind(m, telemetry=spec.telemetry) for m in spec.models}
     return router_deployment(spec).bind(spec, handles)
+
+
+def rollout_options(rollout: RolloutSpec) -> dict:
+    """Serve's drain and rolling-update options, shared by the router and the engines.
+    An engine replica waits for its streams up to the drain timeout, as the router
+    does, so a stream the router keeps alive is never cut under it."""
+    return {
+        "graceful_shutdown_timeout_s": rollout.drain_timeout_s + SHUTDOWN_MARGIN_S,
+        "max_surge_percent": rollout.surge_percent,
+    }
 
 
 def placement_bundles(model: ModelSpec) -> list[dict[str, float]]:
     return [REPLICA_BUNDLE] + [model.resources.bundle()] * model.parallelism.world_size
 
 
-def llm_deployment(model: ModelSpec) -> serve.Deployment:
+def llm_deployment(model: ModelSpec, rollout: RolloutSpec) -> serve.Deployment:
     r = model.replicas
     scaling = (
         {"num_replicas": r.min}
@@ -58,6 +79,7 @@ def llm_deployment(model: ModelSpec) -> serve.Deployment:
         max_ongoing_requests=r.max_ongoing_requests,
         health_check_period_s=HEALTH_CHECK_PERIOD_S,
         health_check_timeout_s=HEALTH_CHECK_TIMEOUT_S,
+        **rollout_options(rollout),
         **scaling,
     )
 
@@ -71,7 +93,9 @@ def router_deployment(spec: DeploymentSpec) -> serve.Deployment:
     return serve.deployment(RouterReplica).options(
         name=ROUTER_DEPLOYMENT,
         num_replicas=spec.router.replicas,
-        ray_actor_options=_actor_options(spec.router.cpu, {}, spec.router.custom),
+        ray_actor_options=_actor_options(spec.router.cpu, ROUTER_ENV, spec.router.custom),
+        graceful_shutdown_wait_loop_s=ROUTER_WAIT_LOOP_S,
+        **rollout_options(spec.rollout),
     )
 
 

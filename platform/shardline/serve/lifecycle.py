@@ -17,10 +17,11 @@ from ray import serve
 
 from shardline.errors import ShardlineError
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
-from shardline.serve.backend import enum_value
+from shardline.serve.backend import enum_value, running_replicas
 from shardline.spec.model import DeploymentSpec
 
 POLL_S = 1.0
+DRAIN_CALL_TIMEOUT_S = 30.0
 FAILED_STATES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
@@ -105,8 +106,30 @@ def _router_view(app: str) -> tuple[Endpoint, dict[str, int]]:
     return Endpoint(info["host"], info["port"], info.get("http_port")), ready
 
 
-def undeploy(app: str) -> None:
+def undeploy(app: str) -> float:
+    """Drain and remove `app`; returns the seconds it took. Every router replica goes
+    NOT_SERVING and refuses new calls before any engine replica stops; then Serve
+    deletes the app: routers let their live streams finish (`rollout.drain_timeout_s`)
+    and the engine replicas keep serving those streams until they end."""
+    began = time.monotonic()
+    drain_routers(app)
     serve.delete(app)
+    return time.monotonic() - began
+
+
+def drain_routers(app: str, timeout_s: float = DRAIN_CALL_TIMEOUT_S) -> int:
+    """Ask every running router replica of `app` to begin draining; returns how many
+    answered. A handle call reaches one replica of Serve's choosing, so it asks until
+    each has answered (with its replica id) or `timeout_s` passes."""
+    status = serve.status().applications.get(app)
+    router = status.deployments.get(ROUTER_DEPLOYMENT) if status else None
+    expected = running_replicas(router) if router else 0
+    handle = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=app)
+    answered: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(answered) < expected and time.monotonic() < deadline:
+        answered.add(handle.begin_drain.remote().result(timeout_s=timeout_s))
+    return len(answered)
 
 
 def _progress_line(app: str) -> tuple[str, bool]:

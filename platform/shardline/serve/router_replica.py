@@ -7,20 +7,27 @@ need standard grpc.health.v1 per model, reflection, and as few hops as possible
 (client -> router -> engine replica). Serve still manages the router's lifecycle:
 it is placed, health-checked and restarted like any replica, and deleted with
 the application.
+
+Stopping: Serve calls the destructor, which drains the router (router/server.py).
+`shardline down` first asks every router replica to drain (`begin_drain`) and
+only then deletes the app: Serve stops the router and the engines at the same
+time, and a call admitted just before the router heard of it would wait for
+engines that are already gone.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import ray
+from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from shardline.router.server import RouterServer
+from shardline.router.server import DrainReport, RouterServer
 from shardline.serve.backend import ServeBackend
 from shardline.spec.model import DeploymentSpec
 from shardline.telemetry.metrics import serve_metrics
 from shardline.telemetry.tracing import flush_tracing, setup_tracing
-
-DRAIN_GRACE_S = 10.0
 
 
 class RouterReplica:
@@ -28,7 +35,9 @@ class RouterReplica:
         setup_tracing(spec.telemetry, "router")
         t = spec.telemetry
         self._metrics_port = serve_metrics(t.metrics_port) if t.metrics else None
+        self._drain_timeout_s = spec.rollout.drain_timeout_s
         self._server = RouterServer(spec, ServeBackend(spec.name, handles))
+        self._drain: asyncio.Task[DrainReport] | None = None
         await self._server.start()
 
     def endpoint(self) -> dict:
@@ -44,6 +53,18 @@ class RouterReplica:
         """Re-read replica readiness now (the CLI calls this instead of waiting a period)."""
         return await self._server.refresh_health()
 
+    async def begin_drain(self) -> str:
+        """Start draining (NOT_SERVING, new calls refused) and return at once with this
+        replica's id, so the caller can tell when every replica has heard."""
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._server.drain(self._drain_timeout_s))
+        return serve.get_replica_context().replica_id.unique_id
+
     async def __del__(self) -> None:
-        await self._server.stop(DRAIN_GRACE_S)
+        """Serve stops this replica (`shardline down`, a rolling update, scale-down):
+        drain within `rollout.drain_timeout_s`; Serve's own shutdown budget for the
+        router is longer (serve/app.py), so it does not kill the replica mid-drain."""
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._server.drain(self._drain_timeout_s))
+        await self._drain
         flush_tracing()

@@ -273,6 +273,24 @@ class RouterSpec(StrictModel):
     or one node of a multi-node cluster)."""
 
 
+class RolloutSpec(StrictModel):
+    """How replicas stop and are replaced: `shardline down`, SIGTERM of `shardline up`,
+    and re-deploying a changed spec (a rolling update)."""
+
+    drain_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """How long a stopping router keeps its live streams going (it reports NOT_SERVING
+    and refuses new calls at once), and how long a stopping engine replica has to
+    finish the requests it holds. Streams still running after it are cut."""
+    surge_percent: int = Field(100, ge=0, le=100)
+    """Extra replicas a rolling update may start, as a percentage of each deployment's
+    replica count (rounded up): the new replicas start while the old ones serve, and
+    an old one stops only once its replacement is ready. It needs room for them (CPUs,
+    GPUs, Ray resources); without room the update waits and the old version keeps
+    serving. 0 stops old replicas first: no extra room, but fewer replicas meanwhile,
+    and a deployment of one replica (the router by default) is gone until the new one
+    starts."""
+
+
 class TelemetrySpec(StrictModel):
     """Traces (OpenTelemetry) and metrics (Prometheus) of every process on the path."""
 
@@ -318,6 +336,7 @@ class DeploymentSpec(StrictModel):
     router: RouterSpec = Field(default_factory=RouterSpec)
     policies: PoliciesSpec = Field(default_factory=PoliciesSpec)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> DeploymentSpec:
