@@ -129,9 +129,12 @@ def test_retry_policy_is_checked_and_becomes_a_service_config():
         RetryPolicy(attempts=6)
 
 
-async def test_a_router_replaced_on_the_same_port_loses_no_call():
-    """A rolling update of the router: the new one binds the port (SO_REUSEPORT) while
-    the old one serves, then the old one drains. Clients keep calling throughout."""
+@pytest.mark.parametrize("surge", [True, False], ids=["surge", "stop-first"])
+async def test_a_router_replaced_on_the_same_port_loses_no_call(surge):
+    """A rolling update of the router. Surge: the new one binds the port (SO_REUSEPORT)
+    while the old one serves, then the old one drains; nobody notices. Stop-first
+    (`surge_percent: 0`): the port is closed for a moment; the client's retry policy
+    covers it, a client without one sees UNAVAILABLE (never anything worse)."""
     from shardline.client import RetryPolicy, channel_options
 
     old, engine, target = await start_router(step_s=0.002)
@@ -144,17 +147,23 @@ async def test_a_router_replaced_on_the_same_port_loses_no_call():
         async with grpc.aio.insecure_channel(target, options=options) as channel:
             n = 0
             while not stop.is_set():
-                records[name] += await drive(channel, Plan([make_request(prompt=PROMPT, max_tokens=8,
-                                                                         request_id=f"{name}{n}")]))
+                batch = await drive(channel, Plan([make_request(prompt=PROMPT, max_tokens=8, request_id=f"{name}{n}")]))
+                records[name] += batch
                 n += 1
+                if batch[0].code != "OK":
+                    await asyncio.sleep(0.05)  # a client that got an error does not spin
 
     loads = [asyncio.create_task(load("retry", channel_options(RetryPolicy()))),
              asyncio.create_task(load("no_retry", channel_options(None)))]
     await asyncio.sleep(0.3)
+    if not surge:
+        await old.drain(5.0)
+        await asyncio.sleep(0.3)  # the new router replica starting
     await new.start()
     await new.refresh_health()
     await asyncio.sleep(0.2)
-    await old.drain(5.0)
+    if surge:
+        await old.drain(5.0)
     await asyncio.sleep(0.5)
     stop.set()
     await asyncio.gather(*loads)
@@ -162,4 +171,6 @@ async def test_a_router_replaced_on_the_same_port_loses_no_call():
     for name, batch in records.items():
         counts = tally(batch)
         assert counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0, (name, counts)
+    print("router switch over fakes:", surge, {name: tally(batch)["codes"] for name, batch in records.items()})
     assert all(r.verdict is Verdict.OK for r in records["retry"]), tally(records["retry"])
+    assert {r.code for r in records["no_retry"]} <= {"OK", "UNAVAILABLE"}

@@ -20,6 +20,7 @@ from shardline.client import RetryPolicy, channel_options, make_request
 from shardline.outcomes import Plan, Record, drive, tally
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
+FAILED_PAUSE_S = 0.1
 PROMPTS = [f"k{i} = v{(i * 7) % 13} ; k{(i * 5) % 11} = ?" for i in range(8)]
 
 
@@ -69,7 +70,9 @@ def _requests(model: str, max_tokens: int, prefix: str):
 
 async def _load(target: str, model: str, retry: RetryPolicy | None, concurrency: int, max_tokens: int,
                 reference: list[list[int]], done: asyncio.Event, name: str) -> list[Record]:
+    """Closed-loop clients on one channel; `start_s`: seconds after the load began."""
     records: list[Record] = []
+    began = time.monotonic()
     async with grpc.aio.insecure_channel(target, options=channel_options(retry)) as channel:
 
         async def client(c: int) -> None:
@@ -79,9 +82,12 @@ async def _load(target: str, model: str, retry: RetryPolicy | None, concurrency:
                 rid = f"{name}-{c}-{n}"
                 request = make_request(model, PROMPTS[i], max_tokens=max_tokens, temperature=0.0, ignore_eos=True,
                                        request_id=rid)
-                records.extend(await drive(channel, Plan([request], lost_after_s=120.0,
-                                                         reference={rid: reference[i]})))
+                (record,) = await drive(channel, Plan([request], lost_after_s=120.0, reference={rid: reference[i]}))
+                record.start_s = time.monotonic() - began
+                records.append(record)
                 n += 1
+                if record.code != "OK":
+                    await asyncio.sleep(FAILED_PAUSE_S)  # a client that got an error does not spin
 
         await asyncio.gather(*(client(c) for c in range(concurrency)))
     return records
