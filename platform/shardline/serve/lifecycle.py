@@ -7,6 +7,7 @@ in this process (which then lives as long as `up` does).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -19,6 +20,8 @@ from shardline.errors import ShardlineError
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
 from shardline.serve.backend import enum_value, running_replicas
 from shardline.spec.model import DeploymentSpec
+
+logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
 DRAIN_CALL_TIMEOUT_S = 30.0
@@ -112,7 +115,11 @@ def undeploy(app: str) -> float:
     deletes the app: routers let their live streams finish (`rollout.drain_timeout_s`)
     and the engine replicas keep serving those streams until they end."""
     began = time.monotonic()
-    drain_routers(app)
+    try:
+        drain_routers(app)
+    except Exception as exc:  # a dead or stuck router must not keep the app alive
+        logger.warning("could not ask the routers of %s to drain first (%s: %s); deleting anyway",
+                       app, type(exc).__name__, exc)
     serve.delete(app)
     return time.monotonic() - began
 
