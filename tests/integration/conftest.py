@@ -7,6 +7,8 @@ Its models are signed copies that the replicas verify before loading.
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,14 @@ from shardline.client import Client
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
+from shardline.serve.app import logical_cpus_needed
 from shardline.serve.backend import llm_deployment_name
-from shardline.spec import DeploymentSpec, validate_spec
+from shardline.spec import DeploymentSpec, load_spec, validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "shardline-it"
 DEPLOY_TIMEOUT_S = 600
+SPARE_CPUS = 4
 
 
 @dataclass
@@ -58,7 +62,22 @@ def tiny_models() -> Path:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory) -> Deployment:
+def ray_cluster() -> None:
+    """The embedded Ray cluster the in-process integration tests share: logical CPUs
+    for the demo plus SPARE_CPUS, so a module can deploy its own small app beside it
+    (it must delete that app when it ends)."""
+    demo = load_spec(ROOT / "deployments" / "demo.yaml")
+    cpus = max(os.cpu_count() or 1, math.ceil(logical_cpus_needed(demo))) + SPARE_CPUS
+    ray.init(address="local", num_cpus=cpus, logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def deployment(ray_cluster, tmp_path_factory) -> Deployment:
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     data["name"] = APP
     data["router"]["port"] = 0
@@ -72,10 +91,8 @@ def deployment(tmp_path_factory) -> Deployment:
         sign_model(copy, signed / "signing.key")
         model.update(path=str(copy), integrity={"public_key": public})
     spec = validate_spec(data)
-    lifecycle.connect(None, spec)
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        lifecycle.undeploy(APP)
