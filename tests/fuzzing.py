@@ -1,7 +1,10 @@
-"""Fuzzing the router's gRPC door: strategies, one call, and a router to call.
+"""Fuzzing strategies: deployment specs, and the router's gRPC door (one call, a router to call).
 
-Shared by tests/router/test_router_fuzz.py (a bounded run in `make test`) and
-bench/fuzz.py (the long run). A case is a Generate call: a request drawn field by
+`mutated_specs`: valid specs with values at any depth replaced by arbitrary ones
+(tests/unit/test_spec.py; tests/integration/test_deploy_failures.py).
+
+The router's door is shared by tests/router/test_router_fuzz.py (a bounded run in
+`make test`) and bench/fuzz.py (the long run). A case is a Generate call: a request drawn field by
 field (NaN/inf, negatives, huge numbers, odd, empty, duplicate or huge strings,
 huge stop lists, prompts over the prompt and message limits), or a valid request's
 bytes mutated on the wire; plus metadata (binary values that are not UTF-8, values
@@ -18,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 
 import grpc
-from builders import make_spec
+from builders import make_spec, spec_dict
 from fakes import FakeEngine, LocalBackend, start_llm_server
 from hypothesis import strategies as st
 
@@ -41,6 +44,31 @@ U32, U64 = 2**32 - 1, 2**64 - 1
 
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([0.0, -1.0, 1e30]))
 text = st.text(max_size=40)
+
+
+spec_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+                    st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@st.composite
+def mutated_specs(draw) -> dict:
+    """A valid spec with a few values (at any depth) replaced by arbitrary ones."""
+    data = spec_dict(policies={"tenants": [{"name": "t", "budget": 1.0}]})
+    for _ in range(draw(st.integers(1, 4))):
+        node = data
+        while True:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            key = draw(st.sampled_from(keys + ["__new__"]))
+            child = node.get(key) if isinstance(node, dict) else node[key] if key != "__new__" else None
+            if isinstance(child, (dict, list)) and child and draw(st.booleans()):
+                node = child
+                continue
+            if isinstance(node, dict):
+                node[key if key != "__new__" else draw(st.text(max_size=8))] = draw(spec_values)
+            elif key != "__new__":
+                node[key] = draw(spec_values)
+            break
+    return data
 
 
 def sized(low: int, high: int, units=("x", "é", "a b ", "\x00", "🦓")) -> st.SearchStrategy[str]:

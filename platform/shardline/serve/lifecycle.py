@@ -70,9 +70,30 @@ def attach(address: str | None) -> None:
 
 
 def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -> Endpoint:
-    """Deploy `spec` and wait until the router reports SERVING over gRPC."""
+    """Deploy `spec` and wait until the router reports SERVING over gRPC.
+
+    `spec` is already validated, so nothing reaches Serve from an invalid spec. What
+    only the cluster can check (model files, the tokens file, engine start) fails in
+    a replica: then a new application is deleted, so nothing is left half-deployed;
+    a failed update of a running one is left to Serve, which keeps the old replicas.
+    """
     serve.start(proxy_location="Disabled")
+    existed = spec.name in serve.status().applications
     serve._run(build_app(spec), _blocking=False, name=spec.name, route_prefix=None)
+    try:
+        return _wait_serving(spec, timeout_s, progress)
+    except DeployError as exc:
+        if existed:
+            raise DeployError(f"{exc}; the running application {spec.name!r} keeps its previous replicas") from None
+        undeploy(spec.name)
+        raise DeployError(f"{exc}; application {spec.name!r} removed, nothing left deployed") from None
+    except BaseException:  # interrupted: do not leave a new application half-deployed either
+        if not existed:
+            undeploy(spec.name)
+        raise
+
+
+def _wait_serving(spec: DeploymentSpec, timeout_s: float, progress) -> Endpoint:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
