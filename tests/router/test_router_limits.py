@@ -7,6 +7,7 @@ the router keeps serving the next call on the same connection.
 
 import asyncio
 import contextlib
+import json
 
 import aiohttp
 import grpc
@@ -191,3 +192,37 @@ async def test_health_check_still_serves_after_every_kind_of_refusal():
                                         response_deserializer=health_pb2.HealthCheckResponse.FromString)
             reply = await check(health_pb2.HealthCheckRequest().SerializeToString(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def raw_http(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    """One HTTP/1.1 exchange over a bare socket (clients refuse to send non-UTF-8 headers)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize(("header", "status", "message"), [
+    (b"Authorization: Bearer \xff\xfe", 401, "missing or unknown bearer token"),
+    (b"X-Request-Id: \xff", 400, "header x-request-id is not UTF-8 text"),
+    (b"X-Shardline-Tenant: \xc3", 400, "header x-shardline-tenant is not UTF-8 text"),
+], ids=["authorization", "request-id", "tenant"])
+async def test_http_header_that_is_not_utf8_is_a_typed_error_not_a_500(tmp_path, header, status, message):
+    tokens = tmp_path / "tokens.env"
+    tokens.write_text(f"a={'a' * 20}\n")
+    body = json.dumps({"model": "tiny-llama", "prompt": "a b", "max_tokens": 2}).encode()
+    token = b"" if header.startswith(b"Authorization") else b"Authorization: Bearer " + b"a" * 20 + b"\r\n"
+    async with router(auth={"tokens_file": str(tokens)}) as server:
+        head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + token + header + b"\r\n"
+        code, reply = await raw_http(server.http_port, head, body)
+    assert code == status and message in reply["error"]["message"]
+
+
+async def test_http_body_that_is_not_utf8_is_a_400():
+    async with router() as server:
+        head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        code, reply = await raw_http(server.http_port, head, b'{"model": "tiny-llama", "prompt": "\xff\xfe"}')
+    assert code == 400 and reply["error"]["message"].startswith("request body is not valid JSON: 'utf-8' codec")

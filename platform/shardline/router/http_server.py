@@ -133,8 +133,8 @@ class HttpServer:
         return await self._generate(request, body, prompt, chat=True)
 
     async def _generate(self, request: web.Request, body, prompt: str, chat: bool) -> web.StreamResponse:
-        proto = openai_api.generate_request(body, prompt, request.headers.get(REQUEST_ID_HEADER, ""))
-        proto.tenant = resolve_tenant("", request.headers.get(TENANT_HEADER, ""))
+        proto = openai_api.generate_request(body, prompt, _text_header(request, REQUEST_ID_HEADER))
+        proto.tenant = resolve_tenant("", _text_header(request, TENANT_HEADER))
         outcome = Outcome()
         shape = openai_api.Shape(chat, body.model, outcome)
         async with self._traced(request) as rpc:
@@ -184,6 +184,17 @@ async def _sse(request: web.Request, stream: AsyncIterator[GenerationDelta], sha
 
 async def _event(response: web.StreamResponse, payload: dict) -> None:
     await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+
+def _text_header(request: web.Request, name: str) -> str:
+    """A header's value; one that is not UTF-8 (aiohttp keeps its bytes as surrogates)
+    is refused, since it could not become a proto string."""
+    value = request.headers.get(name, "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"header {name} is not UTF-8 text") from None
+    return value
 
 
 async def _json(request: web.Request):

@@ -68,7 +68,9 @@ class Authenticator:
     def tenant(self, metadata) -> str | None:
         """The tenant whose token `metadata` carries, else None. Compares against
         every token in constant time, so timing reveals neither tenant nor prefix."""
-        presented = _bearer(metadata).encode()
+        # surrogatepass: an HTTP header that is not UTF-8 arrives with surrogates; it
+        # must compare unequal, not raise.
+        presented = _bearer(metadata).encode("utf-8", "surrogatepass")
         match = None
         for tenant, token in self._tokens:
             if hmac.compare_digest(presented, token):
