@@ -3,13 +3,14 @@
 `mutated_specs`: valid specs with values at any depth replaced by arbitrary ones
 (tests/unit/test_spec.py; tests/integration/test_deploy_failures.py).
 
-The router's door is shared by tests/router/test_router_fuzz.py (a bounded run in
-`make test`) and bench/fuzz.py (the long run). A case is a Generate call: a request drawn field by
-field (NaN/inf, negatives, huge numbers, odd, empty, duplicate or huge strings,
-huge stop lists, prompts over the prompt and message limits), or a valid request's
-bytes mutated on the wire; plus metadata (binary values that are not UTF-8, values
-over the metadata limit, good, bad and missing tokens). Every answer must be OK or
-a typed status with a message: never UNKNOWN or INTERNAL, never a hang.
+The router's door: shared by tests/router/test_router_fuzz.py (a bounded run in
+`make test`) and bench/fuzz.py (the long run). A case is a Generate call: a
+request drawn field by field (NaN/inf, negatives, huge numbers, odd, empty,
+duplicate or huge strings, huge stop lists, prompts over the prompt and message
+limits), or a valid request's bytes mutated on the wire; plus metadata (binary
+values that are not UTF-8, values over the metadata limit, good, bad and missing
+tokens). Every answer must be OK or a typed status with a message: never UNKNOWN
+or INTERNAL, never a hang.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from builders import make_spec, spec_dict
 from fakes import FakeEngine, LocalBackend, start_llm_server
 from hypothesis import strategies as st
 
+from shardline.router import transport
 from shardline.router.server import RouterServer
 from shardline.spec.model import DeploymentSpec
 from shardline.v1 import inference_pb2 as pb
@@ -38,16 +40,16 @@ TYPED = {
 }
 # Small limits, so oversized inputs are cheap to make and send, and fake generations short.
 LIMITS = {"max_prompt_bytes": 8192, "max_metadata_bytes": 4096, "max_tokens": 64, "default_max_tokens": 8}
-MESSAGE_LIMIT = 4 * 1024 * 1024  # transport.max_receive_bytes(LIMITS)
+MESSAGE_LIMIT = transport.max_receive_bytes(make_spec(limits=LIMITS).router.limits)
 CALL_TIMEOUT_S = 10
 U32, U64 = 2**32 - 1, 2**64 - 1
 
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([0.0, -1.0, 1e30]))
 text = st.text(max_size=40)
 
-
 spec_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+                        st.text(max_size=20), st.lists(st.integers(), max_size=3),
+                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
 
 
 @st.composite

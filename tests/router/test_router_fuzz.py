@@ -10,8 +10,10 @@ import math
 
 import grpc
 import pytest
-from fuzzing import TYPED, cases, fuzz_spec, send, threaded_router, write_tokens
+from fuzzing import MODEL, TOKEN, TYPED, Case, cases, fuzz_spec, send, threaded_router, write_tokens
 from hypothesis import HealthCheck, given, settings
+
+from shardline.v1 import inference_pb2 as pb
 
 EXAMPLES = 100
 
@@ -36,8 +38,5 @@ def test_any_call_gets_ok_or_a_typed_status_with_a_message(channel, case):
 
 
 def test_the_router_still_serves_after_the_fuzzing(channel):
-    from fuzzing import MODEL, TOKEN, Case
-    from shardline.v1 import inference_pb2 as pb
-
     ok = Case(pb.GenerateRequest(model=MODEL, prompt="a b c"), (("authorization", f"Bearer {TOKEN}"),))
     assert send(channel, ok) == (grpc.StatusCode.OK, "")
