@@ -8,12 +8,14 @@ the router keeps serving the next call on the same connection.
 import asyncio
 import contextlib
 import json
+import time
 
 import aiohttp
 import grpc
 import pytest
 from builders import make_request, make_spec
 from fakes import FakeEngine, LocalBackend, start_llm_server
+from fuzzing import threaded_router
 from grpc_health.v1 import health_pb2
 
 from shardline.router import transport
@@ -226,3 +228,33 @@ async def test_http_body_that_is_not_utf8_is_a_400():
         head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         code, reply = await raw_http(server.http_port, head, b'{"model": "tiny-llama", "prompt": "\xff\xfe"}')
     assert code == 400 and reply["error"]["message"].startswith("request body is not valid JSON: 'utf-8' codec")
+
+
+def test_a_client_pinging_too_often_is_sent_goaway_and_a_calm_one_is_not():
+    """Keepalive enforcement: pings faster than MIN_CLIENT_PING_INTERVAL_MS earn
+    GOAWAY (too_many_pings) after MAX_PING_STRIKES, which drops that client's
+    connection (a call still open on it ends UNAVAILABLE "Too many pings"); a client
+    that does not ping keeps its connection."""
+    pushy = [("grpc.keepalive_time_ms", 200), ("grpc.keepalive_permit_without_calls", 1),
+             ("grpc.http2.max_pings_without_data", 0), ("grpc.http2.min_time_between_pings_ms", 200)]
+    with threaded_router(make_spec(router={"port": 0})) as target:
+        dropped = {}
+        for name, options in (("pushy", pushy), ("calm", [])):
+            with grpc.insecure_channel(target, options=options) as channel:
+                seen = []
+                channel.subscribe(seen.append, try_to_connect=True)
+                try:  # a call starts the client's keepalive pings
+                    pb_grpc.InferenceStub(channel).Generate(make_request(max_tokens=1), timeout=10)
+                except grpc.RpcError as exc:
+                    assert (exc.code(), exc.details()) == (grpc.StatusCode.UNAVAILABLE, "Too many pings")
+                    seen.append("goaway")
+                wait_until(lambda: grpc.ChannelConnectivity.READY in seen, 10)
+                wait_until(lambda: seen[-1] != grpc.ChannelConnectivity.READY, 3)
+                dropped[name] = seen[-1] != grpc.ChannelConnectivity.READY
+    assert dropped == {"pushy": True, "calm": False}
+
+
+def wait_until(condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -45,6 +45,7 @@ def server_options(limits: RouterLimits) -> list[tuple[str, int]]:
         ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
         ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),  # clients may ping idle connections too, within the interval
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
         ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
