@@ -129,7 +129,7 @@ def test_health_needs_a_certificate_but_no_token_and_reflection_needs_a_token(se
 def test_no_prompt_text_in_router_or_replica_logs_or_spans(secured):
     with grpc.secure_channel(secured.target, secured.mutual()) as channel:
         reply, call = pb_grpc.InferenceStub(channel).Generate.with_call(
-            make_request("kv-small", PROMPT, max_tokens=4), metadata=call_metadata(TOKENS["team-b"]), timeout=60
+            make_request("kv-small", PROMPT, max_tokens=4, ignore_eos=True), metadata=call_metadata(TOKENS["team-b"]), timeout=60
         )
     assert reply.usage.completion_tokens == 4
     spans = wait_for_spans(secured.trace_dir, trace_id(call))
