@@ -74,8 +74,9 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
 
     `spec` is already validated, so nothing reaches Serve from an invalid spec. What
     only the cluster can check (model files, the tokens file, engine start) fails in
-    a replica: then a new application is deleted, so nothing is left half-deployed;
-    a failed update of a running one is left to Serve, which keeps the old replicas.
+    a replica: then a new application is deleted, so nothing is left half-deployed.
+    A failed update of an application that was already there is not deleted (that
+    would take down what still serves); Serve keeps whatever replicas it has.
     """
     serve.start(proxy_location="Disabled")
     existed = spec.name in serve.status().applications
@@ -84,7 +85,8 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
         return _wait_serving(spec, timeout_s, progress)
     except DeployError as exc:
         if existed:
-            raise DeployError(f"{exc}; the running application {spec.name!r} keeps its previous replicas") from None
+            raise DeployError(f"{exc}; application {spec.name!r} existed before, so it was not removed "
+                              "(deploy a fixed spec, or `shardline down`)") from None
         undeploy(spec.name)
         raise DeployError(f"{exc}; application {spec.name!r} removed, nothing left deployed") from None
     except BaseException:  # interrupted: do not leave a new application half-deployed either
