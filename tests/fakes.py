@@ -33,7 +33,7 @@ class FakeEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         if not self.started:
             raise RuntimeError("FakeEngine used before start()")
-        words = request.prompt.split()
+        words = request.prompt.split() or [request.prompt]  # a blank prompt echoes itself
         if len(words) > self.max_prompt_words:
             raise InvalidArgument(f"prompt has {len(words)} tokens; limit {self.max_prompt_words}")
         self.calls += 1

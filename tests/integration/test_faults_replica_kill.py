@@ -18,7 +18,7 @@ APP = "shardline-kill"
 
 
 @pytest.fixture(scope="module")
-def two_replicas(deployment):
+def two_replicas(ray_cluster):
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     small = next(m for m in data["models"] if m["name"] == "kv-small")
     small.pop("compression")

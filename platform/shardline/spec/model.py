@@ -184,6 +184,15 @@ class RouterLimits(StrictModel):
     """In-flight requests per router replica; beyond it: RESOURCE_EXHAUSTED."""
     default_deadline_s: float = Field(300.0, gt=0, le=86_400)
     """Deadline applied when the client sends none, so no request runs forever."""
+    max_metadata_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    """Largest request metadata a gRPC call may carry (all headers, as gRPC counts
+    them); beyond it: RESOURCE_EXHAUSTED before any handler runs. On the HTTP door,
+    the largest header field and request line (beyond it: 400)."""
+    max_streams_per_connection: int = Field(1024, ge=1, le=1_000_000)
+    """Concurrent calls one gRPC connection may have open (HTTP/2 MAX_CONCURRENT_STREAMS),
+    so one client cannot take every slot. Calls beyond it are refused with UNAVAILABLE
+    (REFUSED_STREAM: nothing ran, safe to retry). At least max_concurrent_requests
+    keeps RESOURCE_EXHAUSTED the answer to one client's overload."""
 
     @model_validator(mode="after")
     def _default_within_cap(self) -> RouterLimits:
