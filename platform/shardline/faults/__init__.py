@@ -1,0 +1,15 @@
+"""Fault drills: drive a router into one fault scenario and measure how it ends.
+
+Each drill takes a gRPC channel to a router (and, where it watches server-side
+state, a `Probe`), runs its requests through `shardline.outcomes` (one verdict per
+request) and returns the tally plus the figure the scenario is about. The router
+tests run them over fake replicas, tests/integration/test_faults_load.py over real
+vLLM at small sizes, and bench/faults.py at large ones.
+
+    overload      open-loop arrivals at a multiple of capacity: fast RESOURCE_EXHAUSTED
+                  for the excess, bounded latency for the rest (overload.py)
+    cancel_storm  cancel part of many streams at random token offsets: in-flight
+                  and engine counts return to zero (cancel_storm.py)
+    deadlines     client deadlines and the spec's default cap stop engine work
+                  (deadlines.py)
+"""
