@@ -9,6 +9,7 @@ picks up at the step after the tokens it was given. It raises if used before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
@@ -126,6 +127,38 @@ class ReplicaSetBackend:
 
     async def ready_replicas(self) -> dict[str, int]:
         return {self.model: self.ready}
+
+
+class SlottedBackend(LocalBackend):
+    """LocalBackend with Serve's admission: `slots` requests run at once, the rest wait
+    in an unbounded queue (Serve's default), so a router that admits everything makes
+    its clients wait behind everyone else."""
+
+    def __init__(self, servers: dict[str, LLMServer], slots: int):
+        super().__init__(servers)
+        self._slots = asyncio.Semaphore(slots)
+        self.waiting = 0
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            async with contextlib.aclosing(self.servers[model].generate(request)) as stream:
+                async for delta in stream:
+                    yield delta
+        finally:
+            self._slots.release()
+
+
+class HungBackend(LocalBackend):
+    """A replica that accepts calls and never answers (a stuck replica or a lost reply)."""
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        await asyncio.Event().wait()
+        yield GenerationDelta("", [])
 
 
 async def start_llm_server(model: ModelSpec, engine: FakeEngine) -> LLMServer:

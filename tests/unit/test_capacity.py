@@ -111,3 +111,16 @@ def test_serve_queue_is_bounded_by_the_routers_share_at_max_replicas():
     unqueued = make_spec(model={"replicas": {"max_ongoing_requests": 1, "max_queued_requests": 0,
                                              "target_ongoing_requests": 1}}).models[0]
     assert serve_queue_bound(unqueued, routers=2) == 1  # Serve takes -1 (unbounded) or >= 1
+
+
+def test_a_cascade_request_holds_a_slot_on_every_tier_or_none():
+    replicas = {"max_ongoing_requests": 1, "max_queued_requests": 0, "target_ongoing_requests": 1}
+    spec = make_spec(models=[{"name": "small", "path": "/m/s", "replicas": replicas},
+                             {"name": "large", "path": "/m/l", "replicas": replicas}],
+                     policies={"cascades": [{"name": "auto", "tiers": ["small", "large"]}]})
+    c = Capacity(spec, Clock())
+    ready = {"small": 1, "large": 1}
+    c.take(["large"], ready)
+    with pytest.raises(ResourceExhausted, match="model 'large'"):
+        c.take(["small", "large"], ready)
+    assert c.in_flight == {"small": 0, "large": 1}  # the refused cascade took nothing
