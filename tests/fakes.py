@@ -137,20 +137,19 @@ class SlottedBackend(LocalBackend):
     def __init__(self, servers: dict[str, LLMServer], slots: int):
         super().__init__(servers)
         self._slots = asyncio.Semaphore(slots)
-        self.waiting = 0
+        self.active = 0
+        """Calls running or waiting for a slot."""
+        self.most_active = 0
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        self.waiting += 1
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
         try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        try:
-            async with contextlib.aclosing(self.servers[model].generate(request)) as stream:
+            async with self._slots, contextlib.aclosing(self.servers[model].generate(request)) as stream:
                 async for delta in stream:
                     yield delta
         finally:
-            self._slots.release()
+            self.active -= 1
 
 
 class HungBackend(LocalBackend):

@@ -25,7 +25,7 @@ from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 PROMPT = "a b c d e f g h"
 TOKENS = 20
-STEP_S = 0.005
+STEP_S = 0.01  # 20 tokens: 0.2 s a request, long next to a loop hiccup
 
 
 @contextlib.asynccontextmanager
@@ -62,16 +62,19 @@ async def test_overload_is_rejected_fast_and_accepted_latency_stays_bounded():
     assert all("its limit is 6 (1 ready replica(s) x (max_ongoing_requests 4 + max_queued_requests 2))"
                in r.message and "retry after" in r.message for r in rejected)
     assert loaded["verdicts"]["OK"] + len(rejected) == loaded["requests"]
-    # An accepted request waits at most for the requests ahead of it to finish once
-    # (2 queued behind 4 slots: 2x the time at capacity), plus slack for a shared loop.
-    assert result.accepted_p99_vs_capacity < 3.0, (result.overload["e2e_p99_s"], result.at_capacity["e2e_p99_s"])
-    assert loaded["reject_p99_s"] < 0.05
+    assert backend.most_active == 6  # 4 running + at most max_queued_requests (2) waiting, ever
+    # So an accepted request waits at most once for the requests ahead of it (2 queued
+    # behind 4 slots: 2x the time at capacity); the rest is slack for a loop that
+    # client, router and replica share.
+    assert result.accepted_p99_vs_capacity < 4.0, (result.overload["e2e_p99_s"], result.at_capacity["e2e_p99_s"])
+    assert loaded["reject_p99_s"] < result.at_capacity["e2e_p50_s"] / 2  # typically a few ms
 
 
 async def test_negative_control_an_unbounded_queue_lets_latency_grow_with_the_backlog():
     async with slotted_stack(ongoing=4, queued=10_000) as (router, backend, channel):
         result = await overload(channel, make, slots=4, factor=3.0, duration_s=1.5, unloaded_n=3)
     assert result.overload["verdicts"]["REJECTED_RETRYABLE"] == 0
+    assert backend.most_active > 20
     assert result.accepted_p99_vs_capacity > 5.0, (result.overload["e2e_p99_s"], result.at_capacity["e2e_p99_s"])
 
 

@@ -46,6 +46,7 @@ async def deadlines(channel: grpc.aio.Channel, requests: Sequence[pb.GenerateReq
     default cap."""
     plan = Plan(requests, concurrency=len(requests), deadline_s=deadline_s if client_deadline else None,
                 lost_after_s=deadline_s + LOST_MARGIN_S)
+    await channel.channel_ready()  # a first connection inside the deadline would eat into it
     began = time.perf_counter()
     calls = asyncio.create_task(drive(channel, plan))
     await asyncio.sleep(deadline_s)  # nothing can be idle before the first deadline

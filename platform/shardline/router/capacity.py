@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from shardline.errors import ResourceExhausted
 from shardline.spec.model import DeploymentSpec
+from shardline.telemetry import metrics
 
 DEFAULT_RETRY_AFTER_S = 1.0
 """Advice before any request of a model has finished."""
@@ -62,9 +63,11 @@ class Capacity:
         for model in models:
             limit = self.limit(model, ready.get(model, 0))
             if self.in_flight[model] >= limit:
+                metrics.OVERLOAD_REJECTIONS.labels(model).inc()
                 raise self._full(model, ready.get(model, 0), limit)
         for model in models:
             self.in_flight[model] += 1
+            metrics.MODEL_IN_FLIGHT.labels(model).inc()
         return Held(models, self._clock())
 
     def give(self, held: Held, finished: bool) -> None:
@@ -73,6 +76,7 @@ class Capacity:
         elapsed = self._clock() - held.since
         for model in held.models:
             self.in_flight[model] -= 1
+            metrics.MODEL_IN_FLIGHT.labels(model).dec()
             if finished:
                 last = self._duration_s.get(model)
                 self._duration_s[model] = elapsed if last is None else last + SMOOTHING * (elapsed - last)

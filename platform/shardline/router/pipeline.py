@@ -271,6 +271,7 @@ class Pipeline:
     def _enter(self) -> None:
         limit = self._spec.router.limits.max_concurrent_requests
         if self.in_flight >= limit:
+            metrics.OVERLOAD_REJECTIONS.labels("").inc()  # before admission: the model name is unchecked
             after = self.capacity.retry_after_s()
             raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is "
                                     f"{limit}; retry after {after:.1f} s", retry_after_s=after)
