@@ -9,6 +9,7 @@ picks up at the step after the tokens it was given. It raises if used before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
@@ -126,6 +127,37 @@ class ReplicaSetBackend:
 
     async def ready_replicas(self) -> dict[str, int]:
         return {self.model: self.ready}
+
+
+class SlottedBackend(LocalBackend):
+    """LocalBackend with Serve's admission: `slots` requests run at once, the rest wait
+    in an unbounded queue (Serve's default), so a router that admits everything makes
+    its clients wait behind everyone else."""
+
+    def __init__(self, servers: dict[str, LLMServer], slots: int):
+        super().__init__(servers)
+        self._slots = asyncio.Semaphore(slots)
+        self.active = 0
+        """Calls running or waiting for a slot."""
+        self.most_active = 0
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            async with self._slots, contextlib.aclosing(self.servers[model].generate(request)) as stream:
+                async for delta in stream:
+                    yield delta
+        finally:
+            self.active -= 1
+
+
+class HungBackend(LocalBackend):
+    """A replica that accepts calls and never answers (a stuck replica or a lost reply)."""
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        await asyncio.Event().wait()
+        yield GenerationDelta("", [])
 
 
 async def start_llm_server(model: ModelSpec, engine: FakeEngine) -> LLMServer:

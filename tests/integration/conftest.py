@@ -63,7 +63,8 @@ def deployed(data: dict):
     spec = validate_spec({**data, "router": {**data.get("router", {}), "port": 0}})
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        yield Deployment(spec, f"127.0.0.1:{endpoint.port}")
+        http = f"http://127.0.0.1:{endpoint.http_port}/v1" if endpoint.http_port is not None else ""
+        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", http)
     finally:
         lifecycle.undeploy(spec.name)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from shardline.engine.protocol import GenerationDelta
 from shardline.errors import InvalidArgument, NotFound
 from shardline.router import chat_template, openai_api
 from shardline.router.pipeline import Outcome, Pipeline
-from shardline.router.status import to_status
+from shardline.router.status import retry_after_s, to_status
 from shardline.security.auth import Guard, resolve_tenant
 from shardline.spec.model import DeploymentSpec, RouterLimits, RouterTLS
 from shardline.telemetry import attributes as attr
@@ -207,7 +208,9 @@ async def _json(request: web.Request):
 def _error(exc: Exception, status: int | None = None) -> web.Response:
     code, message = to_status(exc)
     http_status, body = openai_api.error_body(message, code.name, getattr(exc, "param", None))
-    return web.json_response(body, status=status or http_status)
+    after = retry_after_s(exc)
+    headers = {"Retry-After": str(max(1, math.ceil(after)))} if after is not None else None  # whole seconds
+    return web.json_response(body, status=status or http_status, headers=headers)
 
 
 def _names(spec: DeploymentSpec) -> list[str]:

@@ -2,6 +2,10 @@
 
     admission -> compression -> decoding_plan -> attempt (per cascade tier) -> replica_call
 
+Admission also takes a slot on every model the request may call (router/capacity.py):
+a model already holding ready replicas x (max_ongoing + max_queued) requests rejects
+at once with RESOURCE_EXHAUSTED and retry advice.
+
 `Pipeline.run(request, timeout_s, outcome)` takes the request proto and a timeout
 in seconds (no gRPC context), so any front door (gRPC today, HTTP later) reuses
 it and tracing can wrap each stage method. Policy logic lives in `policies/`;
@@ -34,6 +38,7 @@ from shardline.policies.decoding.plan import Plan, make_plan, should_escalate
 from shardline.router import scorers
 from shardline.router.admission import admit
 from shardline.router.backend import Backend
+from shardline.router.capacity import Capacity, Held
 from shardline.router.metering import Metering
 from shardline.router.policy_admission import compression_options, tenant
 from shardline.spec.model import DeploymentSpec
@@ -67,6 +72,8 @@ class Outcome:
     """Replica calls repeated because a replica (or its engine) died."""
     resumed_tokens: int = 0
     """Tokens already streamed when the last retry began (0: it started over)."""
+    timeout_s: float = 0.0
+    """The request's whole deadline, in seconds from admission (for error messages)."""
 
 
 @dataclass
@@ -85,16 +92,19 @@ class Pipeline:
         self._metering = metering or Metering(spec)
         self.in_flight = 0
         self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
+        self.capacity = Capacity(spec)
 
     async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
                   rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
         """Every stage runs in its own span under the current one (the front door's
         server span); `rpc`, when given, gets the admitted request and every delta."""
         self._enter()
+        held: Held | None = None
         try:
             with stage_span(attr.ADMISSION_SPAN):
                 generation = self.admission(request, timeout_s)
-            outcome.request_id = generation.request_id
+                held = self.capacity.take((t.name for t in self._metering.tiers(request.model)), self.ready)
+            outcome.request_id, outcome.timeout_s = generation.request_id, generation.timeout_s
             if rpc:
                 rpc.admitted(request.model, generation)
             deadline = asyncio.get_running_loop().time() + generation.timeout_s
@@ -116,6 +126,8 @@ class Pipeline:
                 _record_cost(outcome, rpc)
         finally:
             self.in_flight -= 1
+            if held is not None:
+                self.capacity.give(held, finished=bool(outcome.answered_by))
 
     def admission(self, request: pb.GenerateRequest, timeout_s: float) -> GenerationRequest:
         generation = admit(request, self._spec, timeout_s)
@@ -226,7 +238,7 @@ class Pipeline:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
                     async with aclosing(self._backend.stream(model, traced)) as stream:
-                        async for delta in stream:
+                        async for delta in _until(stream, deadline, request.request_id, outcome.timeout_s):
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
                             yield delta
@@ -259,7 +271,10 @@ class Pipeline:
     def _enter(self) -> None:
         limit = self._spec.router.limits.max_concurrent_requests
         if self.in_flight >= limit:
-            raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is {limit}")
+            metrics.OVERLOAD_REJECTIONS.labels("").inc()  # before admission: the model name is unchecked
+            after = self.capacity.retry_after_s()
+            raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is "
+                                    f"{limit}; retry after {after:.1f} s", retry_after_s=after)
         self.in_flight += 1
 
     def _settle(self, billing: _Billing, outcome: Outcome) -> None:
@@ -306,6 +321,25 @@ def _finished(sent: list[int], outcome: Outcome, request: GenerationRequest) -> 
     its finish: every token was sent, so it ended at max_tokens."""
     prompt = outcome.compressed.sent_tokens if outcome.compressed else 0
     return GenerationDelta("", [], finish_reason="length", prompt_tokens=prompt, completion_tokens=len(sent))
+
+
+async def _until(stream: AsyncIterator[GenerationDelta], deadline: float, request_id: str,
+                 timeout_s: float) -> AsyncIterator[GenerationDelta]:
+    """`stream`'s deltas until `deadline` (loop time), then DeadlineExceeded. The replica
+    enforces the same deadline itself; this holds even when it hangs or its answer is
+    lost, so a request without a client deadline still ends at the default cap."""
+    while True:
+        timer = asyncio.timeout_at(deadline)
+        try:
+            async with timer:
+                delta = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if not timer.expired():  # raised by the stream itself, not our timer
+                raise
+            raise DeadlineExceeded(f"request {request_id} passed its deadline of {timeout_s:.3g} s") from None
+        yield delta
 
 
 def _left(deadline: float, request_id: str) -> float:

@@ -9,6 +9,8 @@ GPU vLLM's Ray executor places its worker actors in them).
 
 from __future__ import annotations
 
+import math
+
 from ray import serve
 from ray.serve import Application
 
@@ -29,7 +31,7 @@ SERVE_REPLICA_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def build_app(spec: DeploymentSpec) -> Application:
-    handles = {m.name: llm_deployment(m).bind(m, telemetry=spec.telemetry) for m in spec.models}
+    handles = {m.name: llm_deployment(m, spec.router.replicas).bind(m, telemetry=spec.telemetry) for m in spec.models}
     return router_deployment(spec).bind(spec, handles)
 
 
@@ -37,7 +39,18 @@ def placement_bundles(model: ModelSpec) -> list[dict[str, float]]:
     return [REPLICA_BUNDLE] + [model.resources.bundle()] * model.parallelism.world_size
 
 
-def llm_deployment(model: ModelSpec) -> serve.Deployment:
+def serve_queue_bound(model: ModelSpec, routers: int = 1) -> int:
+    """Serve's `max_queued_requests` (a bound per caller, i.e. per router replica): the
+    most that router may ever have in flight for the model (its share at max replicas,
+    router/capacity.py). The router rejects first; this bound only stops runaway
+    queueing if the router's view of ready replicas is stale, and it is loose on
+    purpose because Serve counts a request as queued even while it is being routed
+    to a free replica (so a tight bound rejects spuriously under bursts)."""
+    r = model.replicas
+    return max(1, math.ceil(r.max * (r.max_ongoing_requests + r.max_queued_requests) / routers))
+
+
+def llm_deployment(model: ModelSpec, routers: int = 1) -> serve.Deployment:
     r = model.replicas
     scaling = (
         {"num_replicas": r.min}
@@ -56,6 +69,7 @@ def llm_deployment(model: ModelSpec) -> serve.Deployment:
         placement_group_bundles=placement_bundles(model),
         placement_group_strategy="STRICT_PACK",
         max_ongoing_requests=r.max_ongoing_requests,
+        max_queued_requests=serve_queue_bound(model, routers),
         health_check_period_s=HEALTH_CHECK_PERIOD_S,
         health_check_timeout_s=HEALTH_CHECK_TIMEOUT_S,
         **scaling,

@@ -53,7 +53,12 @@ class Replicas(StrictModel):
     target_ongoing_requests: float = Field(16.0, gt=0, le=10_000)
     """Autoscaling target: in-flight requests per replica."""
     max_ongoing_requests: int = Field(256, ge=1, le=100_000)
-    """Requests one replica accepts at once; beyond it Serve queues at the caller."""
+    """Requests one replica serves at once (its engine batch); beyond it they queue."""
+    max_queued_requests: int = Field(16, ge=0, le=100_000)
+    """Requests per ready replica allowed to wait for a free slot. The router admits at
+    most ready replicas x (max_ongoing_requests + max_queued_requests) per model
+    (divided among router replicas) and rejects the rest at once with
+    RESOURCE_EXHAUSTED and retry advice, instead of piling them into a queue."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Replicas:
