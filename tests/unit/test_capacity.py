@@ -124,3 +124,42 @@ def test_a_cascade_request_holds_a_slot_on_every_tier_or_none():
     with pytest.raises(ResourceExhausted, match="model 'large'"):
         c.take(["small", "large"], ready)
     assert c.in_flight == {"small": 0, "large": 1}  # the refused cascade took nothing
+
+
+async def test_serves_own_backpressure_becomes_resource_exhausted():
+    from ray.serve.exceptions import BackPressureError
+
+    from shardline.engine.protocol import GenerationRequest
+    from shardline.serve.backend import ServeBackend
+
+    class Responses:
+        cancelled = False
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            raise BackPressureError(num_queued_requests=18, max_queued_requests=18)
+
+        def cancel(self):
+            self.cancelled = True
+
+    responses = Responses()
+
+    class Handle:  # a DeploymentHandle's shape, as ServeBackend uses it
+        def options(self, **_):
+            return self
+
+        @property
+        def generate(self):
+            return self
+
+        def remote(self, _request):
+            return responses
+
+    backend = ServeBackend("app", {"tiny-llama": Handle()})
+    with pytest.raises(ResourceExhausted, match=r"model 'tiny-llama': Request dropped due to backpressure "
+                                                r"\(num_queued_requests=18, max_queued_requests=18\)"):
+        async for _ in backend.stream("tiny-llama", GenerationRequest("r", "hi", 4)):
+            pass
+    assert responses.cancelled
