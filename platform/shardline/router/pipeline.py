@@ -215,6 +215,7 @@ class Pipeline:
         continues, and its deltas are renumbered so usage counts the whole stream.
         """
         retry = self._spec.router.retry
+        stall_s = self._spec.model(model).health.stall_timeout_s
         deadline = asyncio.get_running_loop().time() + request.timeout_s
         sent: list[int] = []
         for attempt in range(retry.attempts):
@@ -226,7 +227,7 @@ class Pipeline:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
                     async with aclosing(self._backend.stream(model, traced)) as stream:
-                        async for delta in stream:
+                        async for delta in _stall_guarded(stream, stall_s, model):
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
                             yield delta
@@ -286,6 +287,29 @@ def _record_cost(outcome: Outcome, rpc: RouterRPC | None) -> None:
         rpc.span.set_attributes({attr.COST: outcome.charged, attr.TIER: tier, attr.TENANT: outcome.tenant})
         if outcome.uncertainty:
             rpc.span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
+
+
+async def _stall_guarded(stream: AsyncIterator[GenerationDelta], stall_s: float | None,
+                         model: str) -> AsyncIterator[GenerationDelta]:
+    """`stream`, where a wait of over `stall_s` for the next delta (the first included)
+    means a stuck replica: ReplicaLost, so the caller retries or resumes elsewhere."""
+    if stall_s is None:
+        async for delta in stream:
+            yield delta
+        return
+    while True:
+        timer = asyncio.timeout(stall_s)
+        try:
+            async with timer:
+                delta = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            raise ReplicaLost(f"a replica of {model!r} sent no token for {stall_s:g} s "
+                              "(health.stall_timeout_s)") from None
+        yield delta
 
 
 def _resumed(request: GenerationRequest, sent: list[int], deadline: float) -> GenerationRequest:

@@ -1,0 +1,223 @@
+"""Scenarios: a replica's engine dies, or stalls, while streams run through the router.
+
+- `engine_death`: SIGKILL the vLLM EngineCore process of one of two replicas a
+  quarter of the way into a batch of greedy streams. vLLM fails every request of
+  that engine (EngineDeadError); the replica goes out of service and exits, the
+  router resumes its streams on the other replica, Serve replaces it.
+- `stuck_replica`: SIGSTOP that process instead (alive, no tokens). The replica's
+  health probe gets no token and no other request does either: it is stalled, and
+  goes the same way. The stopped process is always killed before returning.
+- `all_engines_dead`: SIGKILL the engines of every replica of the model: the
+  router's grpc.health for it turns NOT_SERVING, calls get UNAVAILABLE, and it is
+  SERVING again once Serve has replaced them.
+
+Each returns its outcome tally (shardline.outcomes) and the times the issue asks
+for: until the replica left, until streams resumed, until it was replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ray import serve
+
+from shardline.client import make_request
+from shardline.outcomes import Plan, Record, Verdict, drive, percentile, tally
+from shardline.serve.backend import llm_deployment_name, running_replicas
+from shardline.v1 import inference_pb2 as pb
+
+ENGINE_TITLE = "VLLM::EngineCore"
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class EngineProcess:
+    replica_pid: int
+    """The LLMServer replica (a Ray actor process)."""
+    engine_pid: int
+    """Its vLLM EngineCore child, which runs the model (and parents TP workers)."""
+
+
+def engine_processes(app: str, model: str) -> list[EngineProcess]:
+    """The live replicas of `model` in `app` on this node, with their engine processes,
+    found by the titles Ray (`ray::ServeReplica:<app>:<deployment>`) and vLLM give them."""
+    title = f"ray::ServeReplica:{app}:{llm_deployment_name(model)}"
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if not cmdline or not cmdline[0].startswith(title) or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in proc.children():
+                if (child.cmdline() or [""])[0].startswith(ENGINE_TITLE):
+                    found.append(EngineProcess(proc.pid, child.pid))
+    return sorted(found, key=lambda e: e.replica_pid)
+
+
+def release(pid: int) -> None:
+    """Never leave a stopped process behind: continue it, then kill it."""
+    for sig in (signal.SIGCONT, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def prompts(n: int) -> list[str]:
+    """Distinct short prompts, so prefix caching cannot make streams identical."""
+    return [f"k{i % 89} = v{(i * 31) % 83} ; k{i % 47} = ?" for i in range(n)]
+
+
+def greedy_batch(model: str, n: int, max_tokens: int) -> list[pb.GenerateRequest]:
+    return [make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"h{i}")
+            for i, p in enumerate(prompts(n))]
+
+
+async def reference_run(target: str, batch: list[pb.GenerateRequest], concurrency: int = 16
+                        ) -> tuple[dict, dict[str, list[int]]]:
+    """A fault-free pass: its tally (the baseline) and each request's tokens (the reference)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        records = await drive(channel, Plan(batch, concurrency=concurrency))
+    return tally(records), {r.request_id: r.token_ids for r in records if r.code == "OK"}
+
+
+async def engine_death(target: str, app: str, model: str, **options) -> dict:
+    """SIGKILL one replica's engine mid-load; see `_engine_fault` for options and figures."""
+    return await _engine_fault(target, app, model, signal.SIGKILL, **options)
+
+
+async def stuck_replica(target: str, app: str, model: str, **options) -> dict:
+    """SIGSTOP one replica's engine mid-load; see `_engine_fault` for options and figures."""
+    return await _engine_fault(target, app, model, signal.SIGSTOP, **options)
+
+
+async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, *, requests: int = 64,
+                        concurrency: int = 16, max_tokens: int = 48, replace_timeout_s: float = 180.0,
+                        reference: dict[str, list[int]] | None = None) -> dict:
+    """Signals the first replica's engine once a quarter of the batch's tokens arrived.
+
+    Figures (seconds from the signal): `left_s` until the replica process exited,
+    `resumed_p50_s`/`resumed_max_s` until each stream cut on it got its next token
+    from the other replica, `replaced_s` until the model had its replicas back
+    (none of them the victim). `reference` (from `reference_run`) saves the
+    fault-free pass; without it one runs first and its tally is `baseline`."""
+    batch = greedy_batch(model, requests, max_tokens)
+    baseline = None
+    if reference is None:
+        baseline, reference = await reference_run(target, batch, concurrency)
+    victims = engine_processes(app, model)
+    if len(victims) < 2:
+        raise RuntimeError(f"need 2 live replicas of {model!r} with engines on this node; found {victims}")
+    victim, replicas = victims[0], len(victims)
+    fault = _Fault(victim, sig, requests * max_tokens // 4)
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            records = await drive(channel, Plan(batch, concurrency=concurrency, reference=reference),
+                                  on_token=fault.hook)
+        left_s = await _gone_after(victim.replica_pid, fault.at, timeout_s=30.0) if fault.at else None
+    finally:
+        if sig == signal.SIGSTOP:
+            release(victim.engine_pid)
+    resumed = fault.resume_gaps(records)
+    replaced_s = await _replaced_after(app, model, victim, replicas, fault.at, replace_timeout_s) if fault.at else None
+    return {
+        "signal": sig.name,
+        **({"baseline": baseline} if baseline else {}),
+        "fault": tally(records),
+        "victim": {"replica_pid": victim.replica_pid, "engine_pid": victim.engine_pid},
+        "left_s": left_s,
+        "resumed_streams": len(resumed),
+        "resumed_p50_s": percentile(resumed, 50),
+        "resumed_max_s": max(resumed) if resumed else None,
+        "replaced_s": replaced_s,
+    }
+
+
+class _Fault:
+    """An on_token hook: signals the victim's engine once `after_tokens` tokens arrived,
+    then notes when each stream that was midway got its next token."""
+
+    def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int):
+        self.victim, self.sig, self.after_tokens = victim, sig, after_tokens
+        self.at: float | None = None
+        self._streams: dict[str, Record] = {}
+        self._midway: set[str] = set()
+        self._next_token: dict[str, float] = {}
+
+    def hook(self, record: Record) -> None:
+        self._streams[record.request_id] = record
+        if self.at is None and sum(r.tokens for r in self._streams.values()) >= self.after_tokens:
+            os.kill(self.victim.engine_pid, self.sig)
+            self.at = time.monotonic()
+            self._midway = {rid for rid, r in self._streams.items() if r.tokens and r.ttft_s is not None
+                            and r.e2e_s == 0.0}
+        elif self.at is not None and record.request_id in self._midway:
+            self._next_token.setdefault(record.request_id, time.monotonic() - self.at)
+
+    def resume_gaps(self, records: list[Record]) -> list[float]:
+        resumed = {r.request_id for r in records if r.verdict is Verdict.OK_AFTER_RETRY and r.resumed_tokens}
+        return sorted(gap for rid, gap in self._next_token.items() if rid in resumed)
+
+
+async def all_engines_dead(target: str, app: str, model: str, *, probes: int = 8,
+                           timeout_s: float = 240.0) -> dict:
+    """SIGKILL every replica's engine of `model`. Figures (seconds from the kill):
+    `not_serving_s` until the router's grpc.health said NOT_SERVING for the model,
+    `serving_s` until it said SERVING again; `outage` tallies `probes` calls sent
+    while it was NOT_SERVING (typed and fast: UNAVAILABLE, retry later)."""
+    victims = engine_processes(app, model)
+    if not victims:
+        raise RuntimeError(f"no live replica of {model!r} with an engine on this node")
+    service = f"shardline.v1.Inference/{model}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for v in victims:
+            os.kill(v.engine_pid, signal.SIGKILL)
+        began = time.monotonic()
+        not_serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.NOT_SERVING,
+                                              began, timeout_s)
+        outage = await drive(channel, Plan(greedy_batch(model, probes, 8), concurrency=4, deadline_s=10.0))
+        serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.SERVING, began, timeout_s)
+    return {"replicas": len(victims), "not_serving_s": not_serving_s, "serving_s": serving_s,
+            "outage": tally(outage)}
+
+
+async def _health_becomes(health, service: str, status: int, began: float, timeout_s: float) -> float | None:
+    while time.monotonic() < began + timeout_s:
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        if reply.status == status:
+            return time.monotonic() - began
+        await asyncio.sleep(POLL_S)
+    return None
+
+
+async def _gone_after(pid: int, since: float, timeout_s: float) -> float | None:
+    while time.monotonic() < since + timeout_s:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return time.monotonic() - since
+        except psutil.NoSuchProcess:
+            return time.monotonic() - since
+        await asyncio.sleep(POLL_S / 2)
+    return None
+
+
+async def _replaced_after(app: str, model: str, victim: EngineProcess, replicas: int, since: float,
+                          timeout_s: float) -> float | None:
+    """Seconds from `since` until `model` had `replicas` RUNNING replicas with live
+    engines again, none of them the victim."""
+    while time.monotonic() < since + timeout_s:
+        status = await asyncio.to_thread(serve.status)
+        deployment = status.applications[app].deployments[llm_deployment_name(model)]
+        live = engine_processes(app, model)
+        if (running_replicas(deployment) >= replicas and len(live) >= replicas
+                and victim.replica_pid not in {e.replica_pid for e in live}):
+            return time.monotonic() - since
+        await asyncio.sleep(POLL_S * 5)
+    return None

@@ -1,0 +1,83 @@
+"""Replica health on the real stack: kill (SIGKILL) or stop (SIGSTOP) a replica's vLLM
+EngineCore process while greedy streams run, then kill every engine of the model.
+
+Two kv-small replicas with a 1 s health period and a 2 s probe timeout. Nothing
+may be lost or corrupted: streams cut on the broken replica resume on the other
+and match a fault-free pass token for token; the broken replica leaves within
+seconds and Serve replaces it; with no replica left the router's grpc.health says
+NOT_SERVING and calls get UNAVAILABLE, then SERVING again. The scenarios live in
+`shardline.faults.replica_health` (`bench/faults.py` runs longer versions).
+"""
+
+import asyncio
+
+import pytest
+import yaml
+from conftest import ROOT, deployed
+
+from shardline.faults.replica_health import all_engines_dead, engine_death, greedy_batch, reference_run, stuck_replica
+
+pytestmark = pytest.mark.integration
+
+APP = "shardline-health"
+MODEL = "kv-small"
+HEALTH = {"period_s": 1.0, "probe_timeout_s": 2.0, "timeout_s": 5.0}
+REQUESTS, TOKENS = 48, 48
+
+
+@pytest.fixture(scope="module")
+def two_replicas(deployment):
+    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    small = next(m for m in data["models"] if m["name"] == MODEL)
+    small.pop("compression")
+    small.update(replicas={"min": 2, "max": 2}, health=HEALTH)
+    with deployed({"name": APP, "models": [small], "router": {"health_period_s": 0.5}}) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def reference(two_replicas):
+    baseline, tokens = asyncio.run(reference_run(two_replicas.target, greedy_batch(MODEL, REQUESTS, TOKENS)))
+    assert baseline["verdicts"]["OK"] == REQUESTS, baseline
+    print("health baseline:", _summary(baseline))
+    return tokens
+
+
+def _summary(t):
+    return {k: t[k] for k in ("verdicts", "untyped", "ttft_p50_s", "ttft_p99_s", "e2e_p99_s")}
+
+
+def _assert_nothing_lost(result):
+    fault = result["fault"]
+    print(f"{result['signal']}:", {k: v for k, v in result.items() if k not in ("fault", "baseline")},
+          _summary(fault))
+    v = fault["verdicts"]
+    assert v["LOST"] == v["CORRUPT"] == 0, fault["corrupt"]
+    assert fault["untyped"] == 0, fault["codes"]
+    assert v["OK"] + v["OK_AFTER_RETRY"] == REQUESTS, fault
+    assert result["resumed_streams"] > 0, "no stream was cut on the broken replica"
+    assert result["replaced_s"] is not None, "Serve did not replace the replica"
+
+
+def test_engine_death_resumes_the_streams_elsewhere_and_the_replica_is_replaced(two_replicas, reference):
+    result = asyncio.run(engine_death(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
+                                      reference=reference))
+    _assert_nothing_lost(result)
+    assert result["left_s"] < 2.0  # vLLM notices at once; the replica leaves without waiting for Serve
+
+
+def test_a_stuck_engine_is_detected_within_a_period_and_a_probe(two_replicas, reference):
+    result = asyncio.run(stuck_replica(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
+                                       reference=reference))
+    _assert_nothing_lost(result)
+    assert result["left_s"] < HEALTH["period_s"] * 1.1 + HEALTH["probe_timeout_s"] + 2.0
+
+
+def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_replicas):
+    result = asyncio.run(all_engines_dead(two_replicas.target, APP, MODEL))
+    print("all engines dead:", {k: v for k, v in result.items() if k != "outage"}, _summary(result["outage"]))
+    assert result["not_serving_s"] is not None and result["not_serving_s"] < 5.0
+    outage = result["outage"]
+    assert outage["verdicts"]["REJECTED_RETRYABLE"] == outage["requests"], outage
+    assert set(outage["codes"]) == {"UNAVAILABLE"}
+    assert result["serving_s"] is not None
