@@ -129,8 +129,9 @@ async def test_a_stalled_engine_is_detected_by_the_health_probe_and_its_streams_
     assert_nothing_lost(counts, 40)
     assert backend.dead == {0} and "stalled" in server.failure
     assert any(r.verdict is Verdict.OK_AFTER_RETRY and r.resumed_tokens for r in records)
-    # Detected within a period and a probe timeout (plus slack for the busy test loop).
-    assert max(r.e2e_s for r in records) < 0.2 + 0.15 + 1.0
+    # Detected within a period and a probe timeout (plus slack for a busy machine);
+    # undetected, the streams on it would hang until LOST.
+    assert max(r.e2e_s for r in records) < 0.2 + 0.15 + 3.0
 
 
 async def test_a_slow_probe_on_a_busy_engine_passes():
@@ -173,7 +174,7 @@ async def test_the_router_stall_guard_resumes_a_stream_whose_replica_sends_nothi
     assert_nothing_lost(counts, 4)
     assert counts["verdicts"]["OK_AFTER_RETRY"] == 4
     assert all(r.retries == 1 and r.resumed_tokens == 0 for r in records)
-    assert loop.time() - began < 4 * 0.2 + 1.0
+    assert loop.time() - began < 4 * 0.2 + 3.0
     assert backend.dead == set()  # the router does not kill replicas; Serve's checks do
 
 

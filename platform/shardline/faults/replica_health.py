@@ -33,6 +33,7 @@ from shardline.client import make_request
 from shardline.outcomes import Plan, Record, Verdict, drive, percentile, tally
 from shardline.serve.backend import llm_deployment_name, running_replicas
 from shardline.v1 import inference_pb2 as pb
+from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 ENGINE_TITLE = "VLLM::EngineCore"
 POLL_S = 0.1
@@ -43,7 +44,9 @@ class EngineProcess:
     replica_pid: int
     """The LLMServer replica (a Ray actor process)."""
     engine_pid: int
-    """Its vLLM EngineCore child, which runs the model (and parents TP workers)."""
+    """Its vLLM EngineCore child, which schedules (and parents the workers)."""
+    worker_pids: tuple[int, ...] = ()
+    """The engine's workers (vLLM's mp executor: one per TP x PP rank, even at 1)."""
 
 
 def engine_processes(app: str, model: str) -> list[EngineProcess]:
@@ -58,7 +61,8 @@ def engine_processes(app: str, model: str) -> list[EngineProcess]:
         with contextlib.suppress(psutil.NoSuchProcess):
             for child in proc.children():
                 if (child.cmdline() or [""])[0].startswith(ENGINE_TITLE):
-                    found.append(EngineProcess(proc.pid, child.pid))
+                    workers = tuple(w.pid for w in child.children(recursive=True))
+                    found.append(EngineProcess(proc.pid, child.pid, workers))
     return sorted(found, key=lambda e: e.replica_pid)
 
 
@@ -79,12 +83,21 @@ def greedy_batch(model: str, n: int, max_tokens: int) -> list[pb.GenerateRequest
             for i, p in enumerate(prompts(n))]
 
 
-async def reference_run(target: str, batch: list[pb.GenerateRequest], concurrency: int = 16
-                        ) -> tuple[dict, dict[str, list[int]]]:
-    """A fault-free pass: its tally (the baseline) and each request's tokens (the reference)."""
+async def reference_tokens(target: str, batch: list[pb.GenerateRequest], concurrency: int = 16
+                           ) -> dict[str, list[int]]:
+    """A fault-free pass: each (greedy) request's tokens, the reference a faulty pass must match."""
     async with grpc.aio.insecure_channel(target) as channel:
-        records = await drive(channel, Plan(batch, concurrency=concurrency))
-    return tally(records), {r.request_id: r.token_ids for r in records if r.code == "OK"}
+        stub = pb_grpc.InferenceStub(channel)
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(request: pb.GenerateRequest) -> tuple[str, list[int]]:
+            async with slots:
+                ids = []
+                async for chunk in stub.GenerateStream(request, timeout=120):
+                    ids.extend(chunk.token_ids)
+                return request.request_id, ids
+
+        return dict(await asyncio.gather(*(one(r) for r in batch)))
 
 
 async def engine_death(target: str, app: str, model: str, **options) -> dict:
@@ -105,12 +118,12 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
     Figures (seconds from the signal): `left_s` until the replica process exited,
     `resumed_p50_s`/`resumed_max_s` until each stream cut on it got its next token
     from the other replica, `replaced_s` until the model had its replicas back
-    (none of them the victim). `reference` (from `reference_run`) saves the
-    fault-free pass; without it one runs first and its tally is `baseline`."""
+    (none of them the victim; not waited for when `replace_timeout_s` is 0), and
+    `orphans`: the victim's processes still alive afterwards. `reference` (from
+    `reference_tokens` over `greedy_batch`) saves the fault-free pass."""
     batch = greedy_batch(model, requests, max_tokens)
-    baseline = None
     if reference is None:
-        baseline, reference = await reference_run(target, batch, concurrency)
+        reference = await reference_tokens(target, batch, concurrency)
     victims = engine_processes(app, model)
     if len(victims) < 2:
         raise RuntimeError(f"need 2 live replicas of {model!r} with engines on this node; found {victims}")
@@ -125,10 +138,12 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
         if sig == signal.SIGSTOP:
             release(victim.engine_pid)
     resumed = fault.resume_gaps(records)
-    replaced_s = await _replaced_after(app, model, victim, replicas, fault.at, replace_timeout_s) if fault.at else None
+    orphans = await _survivors(victim, timeout_s=10.0)
+    replaced_s = None
+    if fault.at and replace_timeout_s:
+        replaced_s = await _replaced_after(app, model, {victim.replica_pid}, replicas, fault.at, replace_timeout_s)
     return {
         "signal": sig.name,
-        **({"baseline": baseline} if baseline else {}),
         "fault": tally(records),
         "victim": {"replica_pid": victim.replica_pid, "engine_pid": victim.engine_pid},
         "left_s": left_s,
@@ -136,6 +151,7 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
         "resumed_p50_s": percentile(resumed, 50),
         "resumed_max_s": max(resumed) if resumed else None,
         "replaced_s": replaced_s,
+        "orphans": orphans,
     }
 
 
@@ -169,8 +185,9 @@ async def all_engines_dead(target: str, app: str, model: str, *, probes: int = 8
                            timeout_s: float = 240.0) -> dict:
     """SIGKILL every replica's engine of `model`. Figures (seconds from the kill):
     `not_serving_s` until the router's grpc.health said NOT_SERVING for the model,
-    `serving_s` until it said SERVING again; `outage` tallies `probes` calls sent
-    while it was NOT_SERVING (typed and fast: UNAVAILABLE, retry later)."""
+    `serving_s` until it said SERVING again (one replica back), `replaced_s` until
+    all were back; `outage` tallies `probes` calls sent while it was NOT_SERVING
+    (typed and fast: UNAVAILABLE, retry later)."""
     victims = engine_processes(app, model)
     if not victims:
         raise RuntimeError(f"no live replica of {model!r} with an engine on this node")
@@ -184,8 +201,9 @@ async def all_engines_dead(target: str, app: str, model: str, *, probes: int = 8
                                               began, timeout_s)
         outage = await drive(channel, Plan(greedy_batch(model, probes, 8), concurrency=4, deadline_s=10.0))
         serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.SERVING, began, timeout_s)
+    replaced_s = await _replaced_after(app, model, {v.replica_pid for v in victims}, len(victims), began, timeout_s)
     return {"replicas": len(victims), "not_serving_s": not_serving_s, "serving_s": serving_s,
-            "outage": tally(outage)}
+            "replaced_s": replaced_s, "outage": tally(outage)}
 
 
 async def _health_becomes(health, service: str, status: int, began: float, timeout_s: float) -> float | None:
@@ -197,27 +215,40 @@ async def _health_becomes(health, service: str, status: int, began: float, timeo
     return None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def _survivors(victim: EngineProcess, timeout_s: float) -> list[int]:
+    """The victim's processes still alive after `timeout_s` (should be none)."""
+    pids = (victim.replica_pid, victim.engine_pid, *victim.worker_pids)
+    deadline = time.monotonic() + timeout_s
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S * 5)
+    return alive
+
+
 async def _gone_after(pid: int, since: float, timeout_s: float) -> float | None:
     while time.monotonic() < since + timeout_s:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return time.monotonic() - since
-        except psutil.NoSuchProcess:
+        if not _alive(pid):
             return time.monotonic() - since
         await asyncio.sleep(POLL_S / 2)
     return None
 
 
-async def _replaced_after(app: str, model: str, victim: EngineProcess, replicas: int, since: float,
+async def _replaced_after(app: str, model: str, victims: set[int], replicas: int, since: float,
                           timeout_s: float) -> float | None:
     """Seconds from `since` until `model` had `replicas` RUNNING replicas with live
-    engines again, none of them the victim."""
+    engines again, none of them a victim (replica pids)."""
     while time.monotonic() < since + timeout_s:
         status = await asyncio.to_thread(serve.status)
         deployment = status.applications[app].deployments[llm_deployment_name(model)]
         live = engine_processes(app, model)
         if (running_replicas(deployment) >= replicas and len(live) >= replicas
-                and victim.replica_pid not in {e.replica_pid for e in live}):
+                and not victims & {e.replica_pid for e in live}):
             return time.monotonic() - since
         await asyncio.sleep(POLL_S * 5)
     return None
