@@ -72,7 +72,7 @@ def test_engine_death_resumes_the_streams_elsewhere_and_the_replica_is_replaced(
     result = asyncio.run(engine_death(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
                                       reference=reference))
     _assert_nothing_lost(result)
-    assert result["left_s"] < 2.0  # vLLM notices at once; the replica leaves without waiting for Serve
+    assert result["left_s"] < 5.0  # the replica leaves as soon as vLLM reports its engine dead
     assert result["replaced_s"] is not None, "Serve did not replace the replica"
 
 

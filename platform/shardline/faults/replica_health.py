@@ -116,8 +116,8 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
     """Signals the first replica's engine once a quarter of the batch's tokens arrived.
 
     Figures (seconds from the signal): `left_s` until the replica process exited,
-    `resumed_p50_s`/`resumed_max_s` until each stream cut on it got its next token
-    from the other replica, `replaced_s` until the model had its replicas back
+    `resumed_p50_s`/`resumed_max_s`: how long each stream cut on it waited for its
+    next token (from the other replica), `replaced_s` until the model had its replicas back
     (none of them the victim; not waited for when `replace_timeout_s` is 0), and
     `orphans`: the victim's processes still alive afterwards. `reference` (from
     `reference_tokens` over `greedy_batch`) saves the fault-free pass."""
@@ -157,28 +157,30 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
 
 class _Fault:
     """An on_token hook: signals the victim's engine once `after_tokens` tokens arrived,
-    then notes when each stream that was midway got its next token."""
+    and keeps, for each stream, its longest wait between two chunks after that."""
 
     def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int):
         self.victim, self.sig, self.after_tokens = victim, sig, after_tokens
         self.at: float | None = None
-        self._streams: dict[str, Record] = {}
-        self._midway: set[str] = set()
-        self._next_token: dict[str, float] = {}
+        self._tokens: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._gap: dict[str, float] = {}
 
     def hook(self, record: Record) -> None:
-        self._streams[record.request_id] = record
-        if self.at is None and sum(r.tokens for r in self._streams.values()) >= self.after_tokens:
+        now = time.monotonic()
+        rid = record.request_id
+        if self.at is not None and rid in self._last:
+            self._gap[rid] = max(self._gap.get(rid, 0.0), now - max(self._last[rid], self.at))
+        self._last[rid] = now
+        self._tokens[rid] = record.tokens
+        if self.at is None and sum(self._tokens.values()) >= self.after_tokens:
             os.kill(self.victim.engine_pid, self.sig)
             self.at = time.monotonic()
-            self._midway = {rid for rid, r in self._streams.items() if r.tokens and r.ttft_s is not None
-                            and r.e2e_s == 0.0}
-        elif self.at is not None and record.request_id in self._midway:
-            self._next_token.setdefault(record.request_id, time.monotonic() - self.at)
 
     def resume_gaps(self, records: list[Record]) -> list[float]:
+        """Streams cut midway on the victim: how long each waited for its resumption."""
         resumed = {r.request_id for r in records if r.verdict is Verdict.OK_AFTER_RETRY and r.resumed_tokens}
-        return sorted(gap for rid, gap in self._next_token.items() if rid in resumed)
+        return sorted(gap for rid, gap in self._gap.items() if rid in resumed)
 
 
 async def all_engines_dead(target: str, app: str, model: str, *, probes: int = 8,

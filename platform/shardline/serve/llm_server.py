@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 
 from shardline.engine.protocol import Engine, EngineInfo, EngineStats, GenerationDelta, GenerationRequest
@@ -56,6 +57,7 @@ def exit_replica(reason: str) -> None:
             pass
     flush_tracing()
     logging.shutdown()
+    sys.stderr.flush()  # os._exit skips it, and Ray's log file would miss why
     os._exit(1)
 
 
