@@ -133,7 +133,7 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
         async with grpc.aio.insecure_channel(target) as channel:
             records = await drive(channel, Plan(batch, concurrency=concurrency, reference=reference),
                                   on_token=fault.hook)
-        left_s = await _gone_after(victim.replica_pid, fault.at, timeout_s=30.0) if fault.at else None
+        left_s = await fault.left if fault.left else None
     finally:
         if sig == signal.SIGSTOP:
             release(victim.engine_pid)
@@ -162,6 +162,8 @@ class _Fault:
     def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int):
         self.victim, self.sig, self.after_tokens = victim, sig, after_tokens
         self.at: float | None = None
+        self.left: asyncio.Task | None = None
+        """Watches the victim replica's process from the moment of the signal."""
         self._tokens: dict[str, int] = {}
         self._last: dict[str, float] = {}
         self._gap: dict[str, float] = {}
@@ -176,6 +178,7 @@ class _Fault:
         if self.at is None and sum(self._tokens.values()) >= self.after_tokens:
             os.kill(self.victim.engine_pid, self.sig)
             self.at = time.monotonic()
+            self.left = asyncio.get_running_loop().create_task(_gone_after(self.victim.replica_pid, self.at, 30.0))
 
     def resume_gaps(self, records: list[Record]) -> list[float]:
         """Streams cut midway on the victim: how long each waited for its resumption."""

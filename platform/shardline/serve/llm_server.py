@@ -49,7 +49,9 @@ def exit_replica(reason: str) -> None:
     """Kill this process's engine (its child processes, stopped ones too) and exit."""
     import psutil
 
-    logger.error("replica leaves: %s", reason)
+    # Serve's logger: its file handler is the replica log operators read, and
+    # logging.shutdown() below flushes it (os._exit would drop piped stderr).
+    logging.getLogger("ray.serve").error("replica leaves: %s", reason)
     for child in psutil.Process().children(recursive=True):
         try:
             child.send_signal(signal.SIGKILL)
