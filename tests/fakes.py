@@ -170,9 +170,9 @@ async def _pump(stream: AsyncIterator[GenerationDelta], queue: asyncio.Queue) ->
         queue.put_nowait(exc)
 
 
-async def start_llm_server(model: ModelSpec, engine: FakeEngine, exit=None) -> LLMServer:
-    """Construct an LLMServer the way Ray Serve does (its __init__ is async). `exit`
+async def start_llm_server(model: ModelSpec, engine: FakeEngine, leave=None) -> LLMServer:
+    """Construct an LLMServer the way Ray Serve does (its __init__ is async). `leave`
     replaces the process exit of a replica that goes out of service (default: none)."""
     server = LLMServer.__new__(LLMServer)
-    await server.__init__(model, lambda _: engine, exit=exit or (lambda reason: None))
+    await server.__init__(model, lambda _: engine, leave=leave or (lambda reason: None))
     return server

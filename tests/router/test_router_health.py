@@ -34,7 +34,7 @@ async def replica_set(replicas=2, step_s=0.004, health=None, **spec_overrides):
     backend = ReplicaSetBackend(model.name)
     engines = [FakeEngine(model, step_s=step_s) for _ in range(replicas)]
     for i, engine in enumerate(engines):
-        backend.servers.append(await start_llm_server(model, engine, exit=lambda reason, i=i: backend.kill(i)))
+        backend.servers.append(await start_llm_server(model, engine, leave=lambda reason, i=i: backend.kill(i)))
     backend.ready = replicas
     checks = asyncio.create_task(_serve_health_checks(backend, model.health.period_s))
     router = RouterServer(spec, backend)
@@ -138,7 +138,7 @@ async def test_a_slow_probe_on_a_busy_engine_passes():
     spec = make_spec(model={"health": {"period_s": 1, "probe_timeout_s": 0.05, "timeout_s": 1}})
     engine = FakeEngine(spec.models[0], step_s=0.002, probe_s=0.2)
     exits = []
-    server = await start_llm_server(spec.models[0], engine, exit=exits.append)
+    server = await start_llm_server(spec.models[0], engine, leave=exits.append)
     stream = server.generate(GenerationRequest("busy", PROMPT, max_tokens=500))
     consumer = asyncio.create_task(_drain(stream))
     await server.check_health()  # timed out, but tokens flowed meanwhile: busy, not stuck
@@ -149,7 +149,7 @@ async def test_a_slow_probe_on_a_busy_engine_passes():
 async def test_a_slow_probe_on_an_idle_engine_means_stalled():
     spec = make_spec(model={"health": {"period_s": 1, "probe_timeout_s": 0.05, "timeout_s": 1}})
     exits = []
-    server = await start_llm_server(spec.models[0], FakeEngine(spec.models[0], probe_s=0.2), exit=exits.append)
+    server = await start_llm_server(spec.models[0], FakeEngine(spec.models[0], probe_s=0.2), leave=exits.append)
     with pytest.raises(EngineFailure, match=r"stalled: no token for any request in 0.05 s"):
         await server.check_health()
     await asyncio.sleep(0)

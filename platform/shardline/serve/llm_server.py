@@ -59,18 +59,18 @@ def exit_replica(reason: str) -> None:
             pass
     flush_tracing()
     logging.shutdown()
-    sys.stderr.flush()  # os._exit skips it, and Ray's log file would miss why
+    sys.stderr.flush()  # os._exit flushes nothing itself
     os._exit(1)
 
 
 class LLMServer:
     async def __init__(
         self, model: ModelSpec, engine_factory: EngineFactory = vllm_engine, telemetry: TelemetrySpec | None = None,
-        exit: ExitReplica = exit_replica,
+        leave: ExitReplica = exit_replica,
     ):
         self._model = model
         self._replica = replica_label()
-        self._exit = exit
+        self._leave = leave
         self.failure: str | None = None
         """Why this replica is out of service (its engine died or stalled); None while it serves."""
         self._deltas = 0  # engine output so far, across requests: tells stuck from busy
@@ -129,7 +129,7 @@ class LLMServer:
             return
         self.failure = reason
         # Soon, not now: the error that found the failure first reaches its caller.
-        asyncio.get_running_loop().call_soon(self._exit, f"{self._model.name}: {reason}")
+        asyncio.get_running_loop().call_soon(self._leave, f"{self._model.name}: {reason}")
 
     def stats(self) -> EngineStats:
         return self._engine.stats()
