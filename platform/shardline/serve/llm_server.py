@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 
 from shardline.engine.protocol import Engine, EngineInfo, EngineStats, GenerationDelta, GenerationRequest
@@ -49,9 +48,10 @@ def exit_replica(reason: str) -> None:
     """Kill this process's engine (its child processes, stopped ones too) and exit."""
     import psutil
 
-    # Serve's logger: its file handler is the replica log operators read, and
-    # logging.shutdown() below flushes it (os._exit would drop piped stderr).
-    logging.getLogger("ray.serve").error("replica leaves: %s", reason)
+    logger.error("replica leaves: %s", reason)
+    # In a replica Serve swaps sys.stderr for a buffered logger, which os._exit
+    # never flushes: write the reason to fd 2 itself (Ray's worker-*.err file).
+    os.write(2, f"shardline replica {os.getpid()} leaves: {reason}\n".encode())
     for child in psutil.Process().children(recursive=True):
         try:
             child.send_signal(signal.SIGKILL)
@@ -59,7 +59,6 @@ def exit_replica(reason: str) -> None:
             pass
     flush_tracing()
     logging.shutdown()
-    sys.stderr.flush()  # os._exit flushes nothing itself
     os._exit(1)
 
 
