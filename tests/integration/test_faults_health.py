@@ -59,8 +59,12 @@ def _assert_nothing_lost(result):
 
 # In this order: each of the first two waits until Serve has replaced what it broke.
 def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_replicas):
-    result = asyncio.run(all_engines_dead(two_replicas.target, APP, MODEL))
-    print("all engines dead:", {k: v for k, v in result.items() if k != "outage"}, _summary(result["outage"]))
+    result = asyncio.run(all_engines_dead(two_replicas.target, APP, MODEL, streams=16))
+    print("all engines dead:", {k: v for k, v in result.items() if k not in ("outage", "in_flight")},
+          "in flight:", _summary(result["in_flight"]), result["in_flight"]["codes"],
+          "outage:", _summary(result["outage"]))
+    flight = result["in_flight"]
+    assert flight["verdicts"]["LOST"] == flight["verdicts"]["CORRUPT"] == flight["untyped"] == 0, flight
     assert result["not_serving_s"] is not None and result["not_serving_s"] < 5.0
     outage = result["outage"]
     assert outage["verdicts"]["REJECTED_RETRYABLE"] == outage["requests"], outage

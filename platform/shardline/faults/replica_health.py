@@ -186,29 +186,53 @@ class _Fault:
         return sorted(gap for rid, gap in self._gap.items() if rid in resumed)
 
 
-async def all_engines_dead(target: str, app: str, model: str, *, probes: int = 8,
-                           timeout_s: float = 240.0) -> dict:
-    """SIGKILL every replica's engine of `model`. Figures (seconds from the kill):
-    `not_serving_s` until the router's grpc.health said NOT_SERVING for the model,
-    `serving_s` until it said SERVING again (one replica back), `replaced_s` until
-    all were back; `outage` tallies `probes` calls sent while it was NOT_SERVING
-    (typed and fast: UNAVAILABLE, retry later)."""
+async def all_engines_dead(target: str, app: str, model: str, *, streams: int = 16, probes: int = 8,
+                           stream_deadline_s: float = 30.0, timeout_s: float = 240.0) -> dict:
+    """SIGKILL every replica's engine of `model` while `streams` long streams run.
+
+    Figures (seconds from the kill): `not_serving_s` until the router's grpc.health
+    said NOT_SERVING for the model, `serving_s` until it said SERVING again (one
+    replica back), `replaced_s` until all were back. `in_flight` tallies the
+    streams (with nowhere to resume, each must end typed), `typed_p50_s` /
+    `typed_max_s` say when they ended; `outage` tallies `probes` calls sent while
+    the model was NOT_SERVING (UNAVAILABLE at once, retry later)."""
     victims = engine_processes(app, model)
     if not victims:
         raise RuntimeError(f"no live replica of {model!r} with an engine on this node")
     service = f"shardline.v1.Inference/{model}"
     async with grpc.aio.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
+        flowing = _TokensArrived(streams * 4)
+        started = time.perf_counter()
+        load = asyncio.create_task(drive(channel, Plan(greedy_batch(model, streams, 400), concurrency=streams,
+                                                       deadline_s=stream_deadline_s), on_token=flowing.hook))
+        await asyncio.wait_for(flowing.event.wait(), timeout=60)
         for v in victims:
             os.kill(v.engine_pid, signal.SIGKILL)
-        began = time.monotonic()
+        killed, began = time.perf_counter(), time.monotonic()
         not_serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.NOT_SERVING,
                                               began, timeout_s)
         outage = await drive(channel, Plan(greedy_batch(model, probes, 8), concurrency=4, deadline_s=10.0))
+        in_flight = await load
         serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.SERVING, began, timeout_s)
     replaced_s = await _replaced_after(app, model, {v.replica_pid for v in victims}, len(victims), began, timeout_s)
+    ended = sorted(started + r.start_s + r.e2e_s - killed for r in in_flight
+                   if r.verdict not in (Verdict.OK, Verdict.OK_AFTER_RETRY))
     return {"replicas": len(victims), "not_serving_s": not_serving_s, "serving_s": serving_s,
-            "replaced_s": replaced_s, "outage": tally(outage)}
+            "replaced_s": replaced_s, "in_flight": tally(in_flight), "typed_p50_s": percentile(ended, 50),
+            "typed_max_s": ended[-1] if ended else None, "outage": tally(outage)}
+
+
+class _TokensArrived:
+    """An on_token hook that sets `event` once `tokens` tokens arrived in all."""
+
+    def __init__(self, tokens: int):
+        self.tokens, self.event, self._seen = tokens, asyncio.Event(), {}
+
+    def hook(self, record: Record) -> None:
+        self._seen[record.request_id] = record.tokens
+        if sum(self._seen.values()) >= self.tokens:
+            self.event.set()
 
 
 async def _health_becomes(health, service: str, status: int, began: float, timeout_s: float) -> float | None:
