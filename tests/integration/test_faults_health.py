@@ -65,6 +65,10 @@ def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_repl
           "outage:", _summary(result["outage"]))
     flight = result["in_flight"]
     assert flight["verdicts"]["LOST"] == flight["verdicts"]["CORRUPT"] == flight["untyped"] == 0, flight
+    # Nowhere to resume: each stream ends typed (ABORTED, with its tokens) once the
+    # router sees no replica left, not when its deadline passes.
+    assert set(flight["codes"]) <= {"ABORTED", "UNAVAILABLE"}, flight["codes"]
+    assert result["typed_max_s"] < 5.0
     assert result["not_serving_s"] is not None and result["not_serving_s"] < 5.0
     outage = result["outage"]
     assert outage["verdicts"]["REJECTED_RETRYABLE"] == outage["requests"], outage

@@ -37,7 +37,7 @@ async def replica_set(replicas=2, step_s=0.004, health=None, **spec_overrides):
         backend.servers.append(await start_llm_server(model, engine, leave=lambda reason, i=i: backend.kill(i)))
     backend.ready = replicas
     checks = asyncio.create_task(_serve_health_checks(backend, model.health.period_s))
-    router = RouterServer(spec, backend)
+    router = backend.router = RouterServer(spec, backend)
     port = await router.start()
     await router.refresh_health()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -184,3 +184,44 @@ async def test_without_a_stall_guard_a_quiet_replica_is_waited_for():
         engines[0].hang()
         records = await drive(channel, Plan(requests(1), deadline_s=0.5))
     assert records[0].code == "DEADLINE_EXCEEDED"
+
+
+async def test_calls_waiting_for_a_replica_end_typed_when_the_model_has_none_left():
+    """Serve holds a call while no replica is up (until one is replaced: tens of
+    seconds). When the health loop sees the last one go, waiting calls end at once:
+    UNAVAILABLE before any token, ABORTED (with the count) after some."""
+    health = {"period_s": 600, "probe_timeout_s": 10, "timeout_s": 60}
+    async with replica_set(health=health, router={"port": 0, "retry": {"backoff_s": 0}}) as (
+            backend, engines, channel):
+        engines[0].hang()
+        engines[1].hang()
+
+        async def last_replica_gone():
+            await asyncio.sleep(0.3)
+            backend.ready = 0
+            await backend.router.refresh_health()
+
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        _, records = await asyncio.gather(last_replica_gone(), drive(channel, Plan(requests(4), reference=reference(4))))
+    counts = tally(records)
+    assert counts["verdicts"]["REJECTED_RETRYABLE"] == 4, counts
+    assert all("no ready replica left" in r.message for r in records)
+    assert loop.time() - began < 2.0
+
+
+async def test_a_cut_stream_with_nowhere_to_resume_ends_aborted_with_its_tokens():
+    health = {"period_s": 600, "probe_timeout_s": 10, "timeout_s": 60}
+    async with replica_set(health=health, router={"port": 0, "retry": {"backoff_s": 0}}) as (
+            backend, engines, channel):
+        engines[1].hang()  # the survivor takes the resumed call but never answers
+
+        def replica_0_dies_and_none_is_left():
+            backend.kill(0)
+            backend.ready = 0
+            asyncio.get_running_loop().call_later(0.2, asyncio.ensure_future, backend.router.refresh_health())
+
+        plan = Plan(requests(1), reference=reference(1))
+        records = await drive(channel, plan, on_token=after_tokens(5, replica_0_dies_and_none_is_left))
+    assert (records[0].verdict, records[0].code) == (Verdict.FAILED_TYPED, "ABORTED")
+    assert records[0].tokens == 5 and "after 5 tokens" in records[0].message

@@ -84,7 +84,19 @@ class Pipeline:
         self._embed = embed
         self._metering = metering or Metering(spec)
         self.in_flight = 0
-        self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
+        self._none_ready = {m.name: asyncio.Event() for m in spec.models}
+        self.ready = {m.name: 0 for m in spec.models}
+
+    @property
+    def ready(self) -> dict[str, int]:
+        """Ready replicas per model, as the router's health loop last saw them."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: dict[str, int]) -> None:
+        self._ready = value
+        for model, event in self._none_ready.items():
+            event.clear() if value.get(model) else event.set()
 
     async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
                   rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
@@ -227,18 +239,19 @@ class Pipeline:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
                     async with aclosing(self._backend.stream(model, traced)) as stream:
-                        async for delta in _stall_guarded(stream, stall_s, model):
+                        first = _first_unless(stream, self._none_ready[model], model)
+                        async for delta in _stall_guarded(first, stall_s, model):
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
                             yield delta
                 return
             except ReplicaLost as exc:
                 lost = exc
-            if sent and not retry.resume:
-                break
             if sent and len(sent) >= request.max_tokens:  # only the final delta was lost
                 yield _finished(sent, outcome, request)
                 return
+            if isinstance(lost, _NoReadyReplica) or (sent and not retry.resume):
+                break
             pause = retry.backoff_s * 2**attempt
             if attempt + 1 == retry.attempts or asyncio.get_running_loop().time() + pause >= deadline:
                 break
@@ -287,6 +300,35 @@ def _record_cost(outcome: Outcome, rpc: RouterRPC | None) -> None:
         rpc.span.set_attributes({attr.COST: outcome.charged, attr.TIER: tier, attr.TENANT: outcome.tenant})
         if outcome.uncertainty:
             rpc.span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
+
+
+class _NoReadyReplica(ReplicaLost):
+    """The model has no ready replica left: retrying now would only queue the call."""
+
+
+async def _first_unless(stream: AsyncIterator[GenerationDelta], none_ready: asyncio.Event,
+                        model: str) -> AsyncIterator[GenerationDelta]:
+    """`stream`; but while it waits for its first delta, the model losing its last
+    ready replica ends it. Serve would hold such a call until a replica is replaced
+    (tens of seconds, a new engine); the caller gets a typed error now instead."""
+    first = asyncio.ensure_future(anext(stream))
+    gone = asyncio.ensure_future(none_ready.wait())
+    try:
+        await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not first.done():
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+    if first.cancelled():
+        raise _NoReadyReplica(f"model {model!r} has no ready replica left")
+    try:
+        delta = first.result()
+    except StopAsyncIteration:
+        return
+    yield delta
+    async for delta in stream:
+        yield delta
 
 
 async def _stall_guarded(stream: AsyncIterator[GenerationDelta], stall_s: float | None,
