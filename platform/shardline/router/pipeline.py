@@ -239,8 +239,9 @@ class Pipeline:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
                     async with aclosing(self._backend.stream(model, traced)) as stream:
-                        first = _first_unless(stream, self._none_ready[model], model)
-                        async for delta in _stall_guarded(first, stall_s, model):
+                        if attempt:  # a replica just died: there may be none left to wait for
+                            stream = _first_unless(stream, self._none_ready[model], model)
+                        async for delta in _stall_guarded(stream, stall_s, model):
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
                             yield delta
