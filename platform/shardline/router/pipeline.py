@@ -238,10 +238,8 @@ class Pipeline:
                                 kind=SpanKind.CLIENT) as span:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
-                    async with aclosing(self._backend.stream(model, traced)) as stream:
-                        if attempt:  # a replica just died: there may be none left to wait for
-                            stream = _first_unless(stream, self._none_ready[model], model)
-                        async for delta in _stall_guarded(stream, stall_s, model):
+                    async with aclosing(self._guarded(model, traced, attempt, stall_s)) as stream:
+                        async for delta in stream:
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
                             yield delta
@@ -265,6 +263,16 @@ class Pipeline:
                           f"were sent and {attempt + 1} replica call(s) ({lost.message})")
         raise ReplicaLost(f"request {request.request_id}: {attempt + 1} replica call(s) to {model!r} failed; "
                           f"retry later ({lost.message})")
+
+    async def _guarded(self, model: str, request: GenerationRequest, attempt: int,
+                       stall_s: float | None) -> AsyncIterator[GenerationDelta]:
+        """The backend's stream, ended as a lost replica when it goes quiet (`stall_s`)
+        and, for a retry, when the model has no ready replica left to wait for."""
+        async with aclosing(self._backend.stream(model, request)) as stream:
+            if attempt:  # a replica just died: there may be none left
+                stream = _first_unless(stream, self._none_ready[model], model)
+            async for delta in _stall_guarded(stream, stall_s, model):
+                yield delta
 
     @staticmethod
     def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
