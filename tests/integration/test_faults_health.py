@@ -1,11 +1,12 @@
-"""Replica health on the real stack: kill (SIGKILL) or stop (SIGSTOP) a replica's vLLM
-EngineCore process while greedy streams run, then kill every engine of the model.
+"""Replica health on the real stack: kill (SIGKILL) every vLLM EngineCore process of
+a model, then one replica's, then stop (SIGSTOP) one, while greedy streams run.
 
 Two kv-small replicas with a 1 s health period and a 2 s probe timeout. Nothing
-may be lost or corrupted: streams cut on the broken replica resume on the other
-and match a fault-free pass token for token; the broken replica leaves within
-seconds and Serve replaces it; with no replica left the router's grpc.health says
-NOT_SERVING and calls get UNAVAILABLE, then SERVING again. The scenarios live in
+may be lost or corrupted: with no replica left the router's grpc.health says
+NOT_SERVING, in-flight streams end typed at once and new calls get UNAVAILABLE,
+then SERVING again once Serve has replaced them; streams cut on one broken
+replica resume on the other and match a fault-free pass token for token, and the
+broken replica leaves within seconds. The scenarios live in
 `shardline.faults.replica_health` (`bench/faults.py` runs longer versions).
 """
 

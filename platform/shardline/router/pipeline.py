@@ -96,7 +96,10 @@ class Pipeline:
     def ready(self, value: dict[str, int]) -> None:
         self._ready = value
         for model, event in self._none_ready.items():
-            event.clear() if value.get(model) else event.set()
+            if value.get(model):
+                event.clear()
+            else:
+                event.set()
 
     async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
                   rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
