@@ -119,7 +119,12 @@ class VLLMEngine:
         await self._llm.abort(request_id)
 
     async def check_health(self) -> None:
-        await self._llm.check_health()
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            await self._llm.check_health()
+        except EngineDeadError as exc:
+            raise ReplicaLost(f"the engine of a {self._model.name!r} replica is dead: {exc}") from exc
         probe = GenerationRequest(f"health-{uuid.uuid4().hex[:8]}", HEALTH_PROMPT, max_tokens=1, temperature=0.0)
         async for _ in self.generate(probe):
             pass

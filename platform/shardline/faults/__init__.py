@@ -14,4 +14,7 @@ over real vLLM at small sizes, and bench/faults.py at large ones.
                   and engine counts return to zero (cancel_storm.py)
     deadlines     client deadlines and the spec's default cap stop engine work
                   (deadlines.py)
+    engine_death, stuck_replica, all_engines_dead
+                  SIGKILL / SIGSTOP a replica's vLLM engine core: fail-over, health,
+                  replacement (replica_health.py)
 """

@@ -91,8 +91,23 @@ class Pipeline:
         self._embed = embed
         self._metering = metering or Metering(spec)
         self.in_flight = 0
-        self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
         self.capacity = Capacity(spec)
+        self._none_ready = {m.name: asyncio.Event() for m in spec.models}
+        self.ready = {m.name: 0 for m in spec.models}
+
+    @property
+    def ready(self) -> dict[str, int]:
+        """Ready replicas per model, as the router's health loop last saw them."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: dict[str, int]) -> None:
+        self._ready = value
+        for model, event in self._none_ready.items():
+            if value.get(model):
+                event.clear()
+            else:
+                event.set()
 
     async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
                   rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
@@ -227,6 +242,7 @@ class Pipeline:
         continues, and its deltas are renumbered so usage counts the whole stream.
         """
         retry = self._spec.router.retry
+        stall_s = self._spec.model(model).health.stall_timeout_s
         deadline = asyncio.get_running_loop().time() + request.timeout_s
         sent: list[int] = []
         for attempt in range(retry.attempts):
@@ -237,19 +253,20 @@ class Pipeline:
                                 kind=SpanKind.CLIENT) as span:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
-                    async with aclosing(self._backend.stream(model, traced)) as stream:
-                        async for delta in _until(stream, deadline, request.request_id, outcome.timeout_s):
+                    guarded = self._guarded(model, traced, attempt, deadline, stall_s, outcome.timeout_s)
+                    async with aclosing(guarded) as stream:
+                        async for delta in stream:
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
                             yield delta
                 return
             except ReplicaLost as exc:
                 lost = exc
-            if sent and not retry.resume:
-                break
             if sent and len(sent) >= request.max_tokens:  # only the final delta was lost
                 yield _finished(sent, outcome, request)
                 return
+            if isinstance(lost, _NoReadyReplica) or (sent and not retry.resume):
+                break
             pause = retry.backoff_s * 2**attempt
             if attempt + 1 == retry.attempts or asyncio.get_running_loop().time() + pause >= deadline:
                 break
@@ -262,6 +279,17 @@ class Pipeline:
                           f"were sent and {attempt + 1} replica call(s) ({lost.message})")
         raise ReplicaLost(f"request {request.request_id}: {attempt + 1} replica call(s) to {model!r} failed; "
                           f"retry later ({lost.message})")
+
+    async def _guarded(self, model: str, request: GenerationRequest, attempt: int, deadline: float,
+                       stall_s: float | None, timeout_s: float) -> AsyncIterator[GenerationDelta]:
+        """The backend's stream, ended at the request's deadline, as a lost replica when
+        it goes quiet (`stall_s`) and, for a retry, when the model has no ready replica
+        left to wait for."""
+        async with aclosing(self._backend.stream(model, request)) as stream:
+            if attempt:  # a replica just died: there may be none left
+                stream = _first_unless(stream, self._none_ready[model], model)
+            async for delta in _timed(stream, deadline, stall_s, model, request.request_id, timeout_s):
+                yield delta
 
     @staticmethod
     def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
@@ -303,6 +331,35 @@ def _record_cost(outcome: Outcome, rpc: RouterRPC | None) -> None:
             rpc.span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
 
 
+class _NoReadyReplica(ReplicaLost):
+    """The model has no ready replica left: retrying now would only queue the call."""
+
+
+async def _first_unless(stream: AsyncIterator[GenerationDelta], none_ready: asyncio.Event,
+                        model: str) -> AsyncIterator[GenerationDelta]:
+    """`stream`; but while it waits for its first delta, the model losing its last
+    ready replica ends it. Serve would hold such a call until a replica is replaced
+    (tens of seconds, a new engine); the caller gets a typed error now instead."""
+    first = asyncio.ensure_future(anext(stream))
+    gone = asyncio.ensure_future(none_ready.wait())
+    try:
+        await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not first.done():
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+    if first.cancelled():
+        raise _NoReadyReplica(f"model {model!r} has no ready replica left")
+    try:
+        delta = first.result()
+    except StopAsyncIteration:
+        return
+    yield delta
+    async for delta in stream:
+        yield delta
+
+
 def _resumed(request: GenerationRequest, sent: list[int], deadline: float) -> GenerationRequest:
     return replace(request, continuation=request.continuation + tuple(sent), max_tokens=request.max_tokens - len(sent),
                    timeout_s=_left(deadline, request.request_id))
@@ -323,13 +380,17 @@ def _finished(sent: list[int], outcome: Outcome, request: GenerationRequest) -> 
     return GenerationDelta("", [], finish_reason="length", prompt_tokens=prompt, completion_tokens=len(sent))
 
 
-async def _until(stream: AsyncIterator[GenerationDelta], deadline: float, request_id: str,
-                 timeout_s: float) -> AsyncIterator[GenerationDelta]:
-    """`stream`'s deltas until `deadline` (loop time), then DeadlineExceeded. The replica
-    enforces the same deadline itself; this holds even when it hangs or its answer is
-    lost, so a request without a client deadline still ends at the default cap."""
+async def _timed(stream: AsyncIterator[GenerationDelta], deadline: float, stall_s: float | None, model: str,
+                 request_id: str, timeout_s: float) -> AsyncIterator[GenerationDelta]:
+    """`stream`'s deltas, each awaited until the request's `deadline` (loop time) and,
+    with `stall_s`, for at most that long. Past the deadline: DeadlineExceeded (the
+    replica enforces it too, but this holds when it hangs or its answer is lost, so a
+    request without a client deadline still ends at the default cap). A stall means
+    a stuck replica: ReplicaLost, so the caller retries or resumes elsewhere."""
+    loop = asyncio.get_running_loop()
     while True:
-        timer = asyncio.timeout_at(deadline)
+        stalls = stall_s is not None and loop.time() + stall_s < deadline
+        timer = asyncio.timeout_at(loop.time() + stall_s if stalls else deadline)
         try:
             async with timer:
                 delta = await anext(stream)
@@ -338,6 +399,9 @@ async def _until(stream: AsyncIterator[GenerationDelta], deadline: float, reques
         except TimeoutError:
             if not timer.expired():  # raised by the stream itself, not our timer
                 raise
+            if stalls:
+                raise ReplicaLost(f"a replica of {model!r} sent no token for {stall_s:g} s "
+                                  "(health.stall_timeout_s)") from None
             raise DeadlineExceeded(f"request {request_id} passed its deadline of {timeout_s:.3g} s") from None
         yield delta
 

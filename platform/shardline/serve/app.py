@@ -21,9 +21,6 @@ from shardline.spec.model import DeploymentSpec, ModelSpec
 
 REPLICA_BUNDLE = {"CPU": 1.0}
 ROUTER_DEPLOYMENT = "router"
-# Engine start (~20 s) plus warm-up must fit; Serve's default is far shorter on CPU.
-HEALTH_CHECK_PERIOD_S = 10.0
-HEALTH_CHECK_TIMEOUT_S = 60.0
 # Ray Serve's throughput mode: user code, the handle's router and the replica on
 # one event loop (no cross-thread hand-off per streamed item), gRPC between
 # deployments, buffered access logs. Read by Serve at import in each replica.
@@ -70,8 +67,10 @@ def llm_deployment(model: ModelSpec, routers: int = 1) -> serve.Deployment:
         placement_group_strategy="STRICT_PACK",
         max_ongoing_requests=r.max_ongoing_requests,
         max_queued_requests=serve_queue_bound(model, routers),
-        health_check_period_s=HEALTH_CHECK_PERIOD_S,
-        health_check_timeout_s=HEALTH_CHECK_TIMEOUT_S,
+        # Serve checks a replica only once its constructor (engine start and warm-up)
+        # has returned, so these bound steady-state checks, not start-up.
+        health_check_period_s=model.health.period_s,
+        health_check_timeout_s=model.health.timeout_s,
         **scaling,
     )
 

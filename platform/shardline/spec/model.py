@@ -113,6 +113,37 @@ class Kernels(StrictModel):
     MoE kernel crashes under expert parallelism)."""
 
 
+class HealthSpec(StrictModel):
+    """How a model's replicas are checked, and what counts as a replica that stopped serving."""
+
+    period_s: float = Field(10.0, ge=0.2, le=600)
+    """Seconds between health checks of each replica (Ray Serve's health_check_period_s).
+    Each check is a real 1-token generation on the engine, not a ping."""
+    probe_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """How long that 1-token generation may take. Past it, a replica whose engine
+    produced no token for any request during the probe is stalled: it fails its
+    requests over to other replicas and leaves. A slow probe on an engine that is
+    still producing tokens (busy, not stuck) passes."""
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Ray Serve's health_check_timeout_s: a check that has not answered by then
+    fails (a replica process that is itself wedged). Must exceed `probe_timeout_s`,
+    so the probe's own verdict arrives first."""
+    stall_timeout_s: float | None = Field(None, gt=0, le=3600)
+    """Router side: a replica call that yields no token for this long (the first
+    included) counts as a lost replica, and the router retries or resumes the
+    request on another. Unset: off. Set it above the slowest first token a long
+    prompt may take on a busy replica."""
+
+    @model_validator(mode="after")
+    def _probe_answers_first(self) -> HealthSpec:
+        if self.timeout_s <= self.probe_timeout_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s:g}) must be greater than probe_timeout_s "
+                f"({self.probe_timeout_s:g}): Serve would give up on a check before its probe does"
+            )
+        return self
+
+
 class ModelSpec(StrictModel):
     """One served model: weights, sharding, replicas and engine options."""
 
@@ -151,6 +182,8 @@ class ModelSpec(StrictModel):
     cost: TierCost | None = None
     """Price of this tier; None: free (never charged to a tenant)."""
     latency: LatencyProfile | None = None
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    """Replica health checks: period, probe and Serve timeouts, router stall guard."""
 
     @field_validator("path")
     @classmethod
