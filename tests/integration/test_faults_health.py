@@ -16,7 +16,8 @@ import pytest
 import yaml
 from conftest import ROOT, deployed
 
-from shardline.faults.replica_health import all_engines_dead, engine_death, greedy_batch, reference_tokens, stuck_replica
+from shardline.faults.replica_health import all_engines_dead, engine_death, stuck_replica
+from shardline.faults.workload import greedy_batch, reference_tokens
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ REQUESTS, TOKENS = 48, 48
 
 
 @pytest.fixture(scope="module")
-def two_replicas(deployment):
+def two_replicas(ray_cluster):
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     small = next(m for m in data["models"] if m["name"] == MODEL)
     small.pop("compression")

@@ -18,86 +18,20 @@ for: until the replica left, until streams resumed, until it was replaced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 import grpc
-import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from ray import serve
 
-from shardline.client import make_request
+from shardline.faults.processes import (
+    POLL_S, EngineProcess, alive, engine_processes, gone_after, release, replaced_after,
+)
+from shardline.faults.workload import greedy_batch, reference_tokens
 from shardline.outcomes import Plan, Record, Verdict, drive, percentile, tally
-from shardline.serve.backend import llm_deployment_name, running_replicas
-from shardline.v1 import inference_pb2 as pb
-from shardline.v1 import inference_pb2_grpc as pb_grpc
 
-ENGINE_TITLE = "VLLM::EngineCore"
-POLL_S = 0.1
-
-
-@dataclass(frozen=True)
-class EngineProcess:
-    replica_pid: int
-    """The LLMServer replica (a Ray actor process)."""
-    engine_pid: int
-    """Its vLLM EngineCore child, which schedules (and parents the workers)."""
-    worker_pids: tuple[int, ...] = ()
-    """The engine's workers (vLLM's mp executor: one per TP x PP rank, even at 1)."""
-
-
-def engine_processes(app: str, model: str) -> list[EngineProcess]:
-    """The live replicas of `model` in `app` on this node, with their engine processes,
-    found by the titles Ray (`ray::ServeReplica:<app>:<deployment>`) and vLLM give them."""
-    title = f"ray::ServeReplica:{app}:{llm_deployment_name(model)}"
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = proc.info["cmdline"] or []
-        if not cmdline or not cmdline[0].startswith(title) or proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        with contextlib.suppress(psutil.NoSuchProcess):
-            for child in proc.children():
-                if (child.cmdline() or [""])[0].startswith(ENGINE_TITLE):
-                    workers = tuple(w.pid for w in child.children(recursive=True))
-                    found.append(EngineProcess(proc.pid, child.pid, workers))
-    return sorted(found, key=lambda e: e.replica_pid)
-
-
-def release(pid: int) -> None:
-    """Never leave a stopped process behind: continue it, then kill it."""
-    for sig in (signal.SIGCONT, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def prompts(n: int) -> list[str]:
-    """Distinct short prompts, so prefix caching cannot make streams identical."""
-    return [f"k{i % 89} = v{(i * 31) % 83} ; k{i % 47} = ?" for i in range(n)]
-
-
-def greedy_batch(model: str, n: int, max_tokens: int) -> list[pb.GenerateRequest]:
-    return [make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"h{i}")
-            for i, p in enumerate(prompts(n))]
-
-
-async def reference_tokens(target: str, batch: list[pb.GenerateRequest], concurrency: int = 16
-                           ) -> dict[str, list[int]]:
-    """A fault-free pass: each (greedy) request's tokens, the reference a faulty pass must match."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.InferenceStub(channel)
-        slots = asyncio.Semaphore(concurrency)
-
-        async def one(request: pb.GenerateRequest) -> tuple[str, list[int]]:
-            async with slots:
-                ids = []
-                async for chunk in stub.GenerateStream(request, timeout=120):
-                    ids.extend(chunk.token_ids)
-                return request.request_id, ids
-
-        return dict(await asyncio.gather(*(one(r) for r in batch)))
+ORPHAN_TIMEOUT_S = 10.0
 
 
 async def engine_death(target: str, app: str, model: str, **options) -> dict:
@@ -138,10 +72,11 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
         if sig == signal.SIGSTOP:
             release(victim.engine_pid)
     resumed = fault.resume_gaps(records)
-    orphans = await _survivors(victim, timeout_s=10.0)
+    await gone_after(victim.pids, time.monotonic(), ORPHAN_TIMEOUT_S)
+    orphans = [pid for pid in victim.pids if alive(pid)]
     replaced_s = None
     if fault.at and replace_timeout_s:
-        replaced_s = await _replaced_after(app, model, {victim.replica_pid}, replicas, fault.at, replace_timeout_s)
+        replaced_s = await replaced_after(app, model, {victim.replica_pid}, replicas, fault.at, replace_timeout_s)
     return {
         "signal": sig.name,
         "fault": tally(records),
@@ -178,7 +113,7 @@ class _Fault:
         if self.at is None and sum(self._tokens.values()) >= self.after_tokens:
             os.kill(self.victim.engine_pid, self.sig)
             self.at = time.monotonic()
-            self.left = asyncio.get_running_loop().create_task(_gone_after(self.victim.replica_pid, self.at, 30.0))
+            self.left = asyncio.get_running_loop().create_task(gone_after((self.victim.replica_pid,), self.at, 30.0))
 
     def resume_gaps(self, records: list[Record]) -> list[float]:
         """Streams cut midway on the victim: how long each waited for its resumption."""
@@ -215,7 +150,7 @@ async def all_engines_dead(target: str, app: str, model: str, *, streams: int = 
         outage = await drive(channel, Plan(greedy_batch(model, probes, 8), concurrency=4, deadline_s=10.0))
         in_flight = await load
         serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.SERVING, began, timeout_s)
-    replaced_s = await _replaced_after(app, model, {v.replica_pid for v in victims}, len(victims), began, timeout_s)
+    replaced_s = await replaced_after(app, model, {v.replica_pid for v in victims}, len(victims), began, timeout_s)
     ended = sorted(started + r.start_s + r.e2e_s - killed for r in in_flight
                    if r.verdict not in (Verdict.OK, Verdict.OK_AFTER_RETRY))
     return {"replicas": len(victims), "not_serving_s": not_serving_s, "serving_s": serving_s,
@@ -244,40 +179,4 @@ async def _health_becomes(health, service: str, status: int, began: float, timeo
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
-
-async def _survivors(victim: EngineProcess, timeout_s: float) -> list[int]:
-    """The victim's processes still alive after `timeout_s` (should be none)."""
-    pids = (victim.replica_pid, victim.engine_pid, *victim.worker_pids)
-    deadline = time.monotonic() + timeout_s
-    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S * 5)
-    return alive
-
-
-async def _gone_after(pid: int, since: float, timeout_s: float) -> float | None:
-    while time.monotonic() < since + timeout_s:
-        if not _alive(pid):
-            return time.monotonic() - since
-        await asyncio.sleep(POLL_S / 2)
-    return None
-
-
-async def _replaced_after(app: str, model: str, victims: set[int], replicas: int, since: float,
-                          timeout_s: float) -> float | None:
-    """Seconds from `since` until `model` had `replicas` RUNNING replicas with live
-    engines again, none of them a victim (replica pids)."""
-    while time.monotonic() < since + timeout_s:
-        status = await asyncio.to_thread(serve.status)
-        deployment = status.applications[app].deployments[llm_deployment_name(model)]
-        live = engine_processes(app, model)
-        if (running_replicas(deployment) >= replicas and len(live) >= replicas
-                and not victims & {e.replica_pid for e in live}):
-            return time.monotonic() - since
-        await asyncio.sleep(POLL_S * 5)
-    return None
