@@ -3,12 +3,15 @@
 The fake engine "generates" by echoing the prompt's words, one per step (token id i
 for step i), so a test can predict every delta; a resumed request (`continuation`)
 picks up at the step after the tokens it was given. It raises if used before
-`start()`, like a real engine.
+`start()`, like a real engine. Faults: `die()` (vLLM's EngineDeadError: every
+request, the health probe included, fails with ReplicaLost), `hang()` (alive but
+no step makes progress, until `resume()`), `probe_s` (a slow health probe).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
@@ -18,14 +21,34 @@ from shardline.spec.model import ModelSpec
 
 
 class FakeEngine:
-    def __init__(self, model: ModelSpec, step_s: float = 0.0, max_prompt_words: int = 1000):
+    def __init__(self, model: ModelSpec, step_s: float = 0.0, max_prompt_words: int = 1000, probe_s: float = 0.0):
         self._model = model
         self.step_s = step_s
         self.max_prompt_words = max_prompt_words
+        self.probe_s = probe_s
         self.started = False
+        self.dead = False
+        self._running = asyncio.Event()
+        self._running.set()
         self.unfinished: set[str] = set()
         self.aborted: list[str] = []
         self.calls = 0
+
+    def die(self) -> None:
+        self.dead = True
+        self._running.set()  # hung steps wake up to find the engine dead
+
+    def hang(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    async def _step(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await self._running.wait()
+        if self.dead:
+            raise ReplicaLost(f"the engine of a {self._model.name!r} replica died")
 
     async def start(self) -> None:
         self.started = True
@@ -33,7 +56,7 @@ class FakeEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         if not self.started:
             raise RuntimeError("FakeEngine used before start()")
-        words = request.prompt.split()
+        words = request.prompt.split() or [request.prompt]  # a blank prompt echoes itself
         if len(words) > self.max_prompt_words:
             raise InvalidArgument(f"prompt has {len(words)} tokens; limit {self.max_prompt_words}")
         self.calls += 1
@@ -42,7 +65,7 @@ class FakeEngine:
         done = len(request.continuation)
         try:
             for n in range(request.max_tokens):
-                await asyncio.sleep(self.step_s)
+                await self._step(self.step_s)
                 i = done + n
                 last = n == request.max_tokens - 1
                 yield GenerationDelta(
@@ -65,6 +88,7 @@ class FakeEngine:
     async def check_health(self) -> None:
         if not self.started:
             raise RuntimeError("FakeEngine used before start()")
+        await self._step(self.probe_s)
 
     def stats(self) -> EngineStats:
         return EngineStats(len(self.unfinished), len(self.aborted), self.calls)
@@ -94,19 +118,23 @@ class LocalBackend:
 class ReplicaSetBackend:
     """Round-robin over several in-process replicas of one model. `kill(i)` makes replica
     i fail like a dead Ray Serve replica: its live streams end with ReplicaLost at
-    their next delta and it takes no new calls. Health keeps counting it (`ready`)
-    until a test says otherwise, as Serve does until its health check notices."""
+    once (even one waiting on a hung engine) and it takes no new calls. Health keeps
+    counting it (`ready`) until a test says otherwise, as Serve does until its
+    health check notices. `servers` may be filled after construction."""
 
-    def __init__(self, model: str, servers: list[LLMServer]):
+    def __init__(self, model: str, servers: list[LLMServer] | None = None):
         self.model = model
-        self.servers = servers
+        self.servers = servers if servers is not None else []
         self.dead: set[int] = set()
         self.calls: list[int] = []
-        self.ready = len(servers)
+        self.ready = len(self.servers)
         self._next = 0
+        self._live: dict[int, set[asyncio.Queue]] = {}
 
     def kill(self, index: int) -> None:
         self.dead.add(index)
+        for queue in self._live.get(index, ()):
+            queue.put_nowait(ReplicaLost(f"replica {index} of {self.model!r} died"))
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         alive = [i for i in range(len(self.servers)) if i not in self.dead]
@@ -115,21 +143,68 @@ class ReplicaSetBackend:
         index = alive[self._next % len(alive)]
         self._next += 1
         self.calls.append(index)
-        stream = self.servers[index].generate(request)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._live.setdefault(index, set()).add(queue)
+        pump = asyncio.create_task(_pump(self.servers[index].generate(request), queue))
         try:
-            async for delta in stream:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
                 if index in self.dead:
                     raise ReplicaLost(f"replica {index} of {model!r} died")
-                yield delta
+                yield item
         finally:
-            await stream.aclose()
+            self._live[index].discard(queue)
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
 
     async def ready_replicas(self) -> dict[str, int]:
         return {self.model: self.ready}
 
 
-async def start_llm_server(model: ModelSpec, engine: FakeEngine) -> LLMServer:
-    """Construct an LLMServer the way Ray Serve does (its __init__ is async)."""
+class SlottedBackend(LocalBackend):
+    """LocalBackend with Serve's admission: `slots` requests run at once, the rest wait
+    in an unbounded queue (Serve's default), so a router that admits everything makes
+    its clients wait behind everyone else."""
+
+    def __init__(self, servers: dict[str, LLMServer], slots: int):
+        super().__init__(servers)
+        self._slots = asyncio.Semaphore(slots)
+        self.active = 0
+        """Calls running or waiting for a slot."""
+        self.most_active = 0
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            async with self._slots, contextlib.aclosing(self.servers[model].generate(request)) as stream:
+                async for delta in stream:
+                    yield delta
+        finally:
+            self.active -= 1
+
+
+class HungBackend(LocalBackend):
+    """A replica that accepts calls and never answers (a stuck replica or a lost reply)."""
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        await asyncio.Event().wait()
+        yield GenerationDelta("", [])
+
+
+async def _pump(stream: AsyncIterator[GenerationDelta], queue: asyncio.Queue) -> None:
+    try:
+        async for delta in stream:
+            queue.put_nowait(delta)
+        queue.put_nowait(None)
+    except Exception as exc:
+        queue.put_nowait(exc)
+
+
+async def start_llm_server(model: ModelSpec, engine: FakeEngine, leave=None) -> LLMServer:
+    """Construct an LLMServer the way Ray Serve does (its __init__ is async). `leave`
+    replaces the process exit of a replica that goes out of service (default: none)."""
     server = LLMServer.__new__(LLMServer)
-    await server.__init__(model, lambda _: engine)
+    await server.__init__(model, lambda _: engine, leave=leave or (lambda reason: None))
     return server

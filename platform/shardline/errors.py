@@ -9,6 +9,9 @@ from __future__ import annotations
 
 TOKENS_SENT_TRAILER = "shardline-tokens-sent"
 """gRPC trailer on every router error: the tokens the client had received before it."""
+RETRY_PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
+"""gRPC trailer on a RESOURCE_EXHAUSTED with retry advice: milliseconds to wait before
+retrying (the name gRPC's own retry policy reads as server pushback, gRFC A6)."""
 
 
 class ShardlineError(Exception):
@@ -38,7 +41,15 @@ class NotFound(RequestError):
 
 
 class ResourceExhausted(RequestError):
+    """Overload or quota. `retry_after_s`, when known, is how long the client should
+    wait before retrying (the router sends it as the `grpc-retry-pushback-ms` trailer
+    and, over HTTP, the `Retry-After` header)."""
+
     grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unauthenticated(RequestError):

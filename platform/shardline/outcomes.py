@@ -67,6 +67,8 @@ class Record:
     e2e_s: float = 0.0
     problem: str = ""
     """Why a stream is CORRUPT."""
+    token_ids: list[int] = field(default_factory=list, repr=False)
+    """What arrived (a fault-free run's become the reference for a faulty one)."""
 
 
 @dataclass
@@ -106,7 +108,7 @@ async def _stream(stub, request: pb.GenerateRequest, plan: Plan, began: float,
     rid = request.request_id
     start = time.perf_counter()
     record = Record(rid, Verdict.OK, start_s=start - began)
-    ids: list[int] = []
+    ids = record.token_ids
     final: pb.GenerateChunk | None = None
     problems: list[str] = []
     call = stub.GenerateStream(request, timeout=plan.deadline_s, metadata=plan.metadata or None)
@@ -195,6 +197,7 @@ def tally(records: Sequence[Record]) -> dict:
         "codes": dict(Counter(r.code for r in records)),
         "untyped": sum(r.code in UNTYPED for r in records),
         "tokens_received": sum(r.tokens for r in records),
+        "resumed_mid_stream": sum(r.resumed_tokens > 0 for r in records),
         "ttft_p50_s": percentile(ttft, 50),
         "ttft_p99_s": percentile(ttft, 99),
         "e2e_p50_s": percentile(e2e, 50),
@@ -228,8 +231,14 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
+def _row(record: Record) -> dict:
+    row = asdict(record)
+    del row["token_ids"]
+    return row
+
+
 def dump(path: str, rows: dict[str, dict], records: dict[str, Sequence[Record]] | None = None) -> None:
     """Write the tallies (and, when given, every record) as JSON."""
-    data = {"scenarios": rows, "records": {k: [asdict(r) for r in v] for k, v in (records or {}).items()}}
+    data = {"scenarios": rows, "records": {k: [_row(r) for r in v] for k, v in (records or {}).items()}}
     with open(path, "w") as f:
         json.dump(data, f, indent=2)

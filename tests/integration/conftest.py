@@ -22,7 +22,7 @@ from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
 from shardline.serve.backend import llm_deployment_name
-from shardline.spec import DeploymentSpec, validate_spec
+from shardline.spec import DeploymentSpec, load_spec, validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "shardline-it"
@@ -58,12 +58,13 @@ class Deployment:
 @contextlib.contextmanager
 def deployed(data: dict):
     """Deploy one more app from a spec dict (its own `name`; router port 0) on the
-    session's cluster, for tests that break things; removed afterwards. Depend on
-    the `deployment` fixture first, so the cluster exists."""
+    session's cluster (depend on `ray_cluster`), for tests that break things;
+    removed afterwards."""
     spec = validate_spec({**data, "router": {**data.get("router", {}), "port": 0}})
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        yield Deployment(spec, f"127.0.0.1:{endpoint.port}")
+        http = f"http://127.0.0.1:{endpoint.http_port}/v1" if endpoint.http_port is not None else ""
+        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", http)
     finally:
         lifecycle.undeploy(spec.name)
 
@@ -76,7 +77,20 @@ def tiny_models() -> Path:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory) -> Deployment:
+def ray_cluster() -> None:
+    """The embedded Ray cluster the in-process integration tests share: logical CPUs
+    for the demo plus SPARE_CPUS, so a module can deploy its own small app beside it
+    (it must delete that app when it ends)."""
+    lifecycle.connect(None, load_spec(ROOT / "deployments" / "demo.yaml"), spare_cpus=SPARE_CPUS)
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def deployment(ray_cluster, tmp_path_factory) -> Deployment:
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
     data["name"] = APP
     data["router"]["port"] = 0
@@ -90,10 +104,8 @@ def deployment(tmp_path_factory) -> Deployment:
         sign_model(copy, signed / "signing.key")
         model.update(path=str(copy), integrity={"public_key": public})
     spec = validate_spec(data)
-    lifecycle.connect(None, spec, spare_cpus=SPARE_CPUS)
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        lifecycle.undeploy(APP)

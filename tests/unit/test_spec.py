@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from builders import make_spec, spec_dict
+from fuzzing import mutated_specs
 from pydantic import ValidationError
 
 from shardline.errors import SpecError
@@ -113,33 +113,8 @@ def test_spec_round_trips_through_json():
     assert DeploymentSpec.model_validate_json(spec.model_dump_json()) == spec
 
 
-_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
-
-
-@st.composite
-def _mutated_spec(draw) -> dict:
-    """A valid spec with a few values (at any depth) replaced by arbitrary ones."""
-    data = spec_dict(policies={"tenants": [{"name": "t", "budget": 1.0}]})
-    for _ in range(draw(st.integers(1, 4))):
-        node = data
-        while True:
-            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-            key = draw(st.sampled_from(keys + ["__new__"]))
-            child = node.get(key) if isinstance(node, dict) else node[key] if key != "__new__" else None
-            if isinstance(child, (dict, list)) and child and draw(st.booleans()):
-                node = child
-                continue
-            if isinstance(node, dict):
-                node[key if key != "__new__" else draw(st.text(max_size=8))] = draw(_values)
-            elif key != "__new__":
-                node[key] = draw(_values)
-            break
-    return data
-
-
 @settings(max_examples=300, deadline=None)
-@given(_mutated_spec())
+@given(mutated_specs())
 def test_any_spec_is_valid_or_a_spec_error_never_a_crash(data):
     try:
         validate_spec(data)

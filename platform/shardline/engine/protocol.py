@@ -12,6 +12,8 @@ Contract:
 - Cancelling the consumer of `generate()` (or closing the iterator) aborts the
   request in the engine; `abort()` does the same by id.
 - `check_health()` runs a real generation and raises if the engine cannot serve.
+- A dead engine (it never recovers) raises `ReplicaLost` from `generate()` and
+  `check_health()`, so the caller can retry elsewhere and the replica can leave.
 """
 
 from __future__ import annotations

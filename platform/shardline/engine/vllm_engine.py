@@ -16,6 +16,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import ValidationError
+
 from shardline.engine.cpu_env import configure_cpu_environment
 from shardline.engine.tracing import vllm_tracing_args
 from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
@@ -65,7 +67,11 @@ class VLLMEngine:
         args = AsyncEngineArgs(**engine_kwargs(self._model, on_gpu), **vllm_tracing_args(configured()))
         # Engine start blocks for ~20 s (model load, worker spawn): keep the event
         # loop free so Ray Serve's control calls to this replica are answered.
-        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        try:
+            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        except ValidationError as exc:  # vLLM's config classes: wrap (it does not pickle), keep only the reasons
+            reasons = "; ".join(err["msg"] for err in exc.errors())
+            raise EngineFailure(f"model {self._model.name!r}: vLLM refused the configuration: {reasons}") from None
         self._tokenizer = self._llm.get_tokenizer()
         logger.info("engine for %s started (%s)", self._model.name, args.distributed_executor_backend)
 
@@ -113,7 +119,12 @@ class VLLMEngine:
         await self._llm.abort(request_id)
 
     async def check_health(self) -> None:
-        await self._llm.check_health()
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            await self._llm.check_health()
+        except EngineDeadError as exc:
+            raise ReplicaLost(f"the engine of a {self._model.name!r} replica is dead: {exc}") from exc
         probe = GenerationRequest(f"health-{uuid.uuid4().hex[:8]}", HEALTH_PROMPT, max_tokens=1, temperature=0.0)
         async for _ in self.generate(probe):
             pass

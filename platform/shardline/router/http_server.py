@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -28,9 +29,9 @@ from shardline.engine.protocol import GenerationDelta
 from shardline.errors import InvalidArgument, NotFound
 from shardline.router import chat_template, openai_api
 from shardline.router.pipeline import Outcome, Pipeline
-from shardline.router.status import to_status
+from shardline.router.status import retry_after_s, to_status
 from shardline.security.auth import Guard, resolve_tenant
-from shardline.spec.model import DeploymentSpec, RouterTLS
+from shardline.spec.model import DeploymentSpec, RouterLimits, RouterTLS
 from shardline.telemetry import attributes as attr
 from shardline.telemetry.requests import TRACE_ID_METADATA, server_span
 
@@ -39,6 +40,13 @@ logger = logging.getLogger(__name__)
 TENANT_HEADER = "x-shardline-tenant"
 REQUEST_ID_HEADER = "x-request-id"
 DRAIN_POLL_S = 0.05
+MAX_HEADERS = 100
+BODY_OVERHEAD_BYTES = 65536  # JSON quoting and the other fields of the largest prompt's body
+
+
+def body_limit(limits: RouterLimits) -> int:
+    """Largest request body: room for a prompt of max_prompt_bytes, even JSON-escaped."""
+    return limits.max_prompt_bytes * 2 + BODY_OVERHEAD_BYTES
 
 
 class HttpServer:
@@ -53,13 +61,18 @@ class HttpServer:
     async def start(self) -> int:
         """Bind `router.host:router.http_port` and serve; returns the bound port."""
         cfg = self._spec.router
-        app = web.Application(middlewares=[self._door], client_max_size=cfg.limits.max_prompt_bytes * 2 + 65536)
+        app = web.Application(middlewares=[self._door], client_max_size=body_limit(cfg.limits))
         app.add_routes([
             web.get("/v1/models", self._models), web.get("/v1/models/{model}", self._model),
             web.post("/v1/completions", self._completions), web.post("/v1/chat/completions", self._chat),
         ])
         # Handlers are cancelled when their client goes away: that aborts the engine request.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0)
+        # Header limits: a field or the request line over max_metadata_bytes, or more
+        # than MAX_HEADERS fields, is answered 400 by aiohttp's parser.
+        header_limits = {"max_line_size": cfg.limits.max_metadata_bytes,
+                         "max_field_size": cfg.limits.max_metadata_bytes, "max_headers": MAX_HEADERS}
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0,
+                                     **header_limits)
         await self._runner.setup()
         sock = socket.create_server((cfg.host, cfg.http_port), reuse_port=True)
         self._site = web.SockSite(self._runner, sock, ssl_context=_ssl_context(cfg.tls) if cfg.tls else None)
@@ -87,6 +100,11 @@ class HttpServer:
             if self._guard is not None:
                 self._guard.admit([("authorization", request.headers.get("Authorization", ""))])
             return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            limit = body_limit(self._spec.router.limits)
+            message = (f"{request.method} {request.path}: the request body is over {limit} bytes "
+                       "(twice router.limits.max_prompt_bytes, plus 64 KiB)")
+            return _error(InvalidArgument(message), 413)
         except web.HTTPException as exc:  # unknown route or method
             error = NotFound if exc.status == 404 else InvalidArgument
             return _error(error(f"{request.method} {request.path}: {exc.reason}"), exc.status)
@@ -116,8 +134,8 @@ class HttpServer:
         return await self._generate(request, body, prompt, chat=True)
 
     async def _generate(self, request: web.Request, body, prompt: str, chat: bool) -> web.StreamResponse:
-        proto = openai_api.generate_request(body, prompt, request.headers.get(REQUEST_ID_HEADER, ""))
-        proto.tenant = resolve_tenant("", request.headers.get(TENANT_HEADER, ""))
+        proto = openai_api.generate_request(body, prompt, _text_header(request, REQUEST_ID_HEADER))
+        proto.tenant = resolve_tenant("", _text_header(request, TENANT_HEADER))
         outcome = Outcome()
         shape = openai_api.Shape(chat, body.model, outcome)
         async with self._traced(request) as rpc:
@@ -169,6 +187,17 @@ async def _event(response: web.StreamResponse, payload: dict) -> None:
     await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
 
+def _text_header(request: web.Request, name: str) -> str:
+    """A header's value; one that is not UTF-8 (aiohttp keeps its bytes as surrogates)
+    is refused, since it could not become a proto string."""
+    value = request.headers.get(name, "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"header {name} is not UTF-8 text") from None
+    return value
+
+
 async def _json(request: web.Request):
     try:
         return await request.json()
@@ -179,7 +208,9 @@ async def _json(request: web.Request):
 def _error(exc: Exception, status: int | None = None) -> web.Response:
     code, message = to_status(exc)
     http_status, body = openai_api.error_body(message, code.name, getattr(exc, "param", None))
-    return web.json_response(body, status=status or http_status)
+    after = retry_after_s(exc)
+    headers = {"Retry-After": str(max(1, math.ceil(after)))} if after is not None else None  # whole seconds
+    return web.json_response(body, status=status or http_status, headers=headers)
 
 
 def _names(spec: DeploymentSpec) -> list[str]:

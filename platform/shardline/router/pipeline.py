@@ -2,6 +2,10 @@
 
     admission -> compression -> decoding_plan -> attempt (per cascade tier) -> replica_call
 
+Admission also takes a slot on every model the request may call (router/capacity.py):
+a model already holding ready replicas x (max_ongoing + max_queued) requests rejects
+at once with RESOURCE_EXHAUSTED and retry advice.
+
 `Pipeline.run(request, timeout_s, outcome)` takes the request proto and a timeout
 in seconds (no gRPC context), so any front door (gRPC today, HTTP later) reuses
 it and tracing can wrap each stage method. Policy logic lives in `policies/`;
@@ -34,6 +38,7 @@ from shardline.policies.decoding.plan import Plan, make_plan, should_escalate
 from shardline.router import scorers
 from shardline.router.admission import admit
 from shardline.router.backend import Backend
+from shardline.router.capacity import Capacity, Held
 from shardline.router.metering import Metering
 from shardline.router.policy_admission import compression_options, tenant
 from shardline.spec.model import DeploymentSpec
@@ -67,6 +72,8 @@ class Outcome:
     """Replica calls repeated because a replica (or its engine) died."""
     resumed_tokens: int = 0
     """Tokens already streamed when the last retry began (0: it started over)."""
+    timeout_s: float = 0.0
+    """The request's whole deadline, in seconds from admission (for error messages)."""
 
 
 @dataclass
@@ -86,17 +93,35 @@ class Pipeline:
         self.in_flight = 0
         self.draining = False
         """Set when the router drains: new calls are refused (UNAVAILABLE), live ones go on."""
-        self.ready: dict[str, int] = {m.name: 0 for m in spec.models}
+        self.capacity = Capacity(spec)
+        self._none_ready = {m.name: asyncio.Event() for m in spec.models}
+        self.ready = {m.name: 0 for m in spec.models}
+
+    @property
+    def ready(self) -> dict[str, int]:
+        """Ready replicas per model, as the router's health loop last saw them."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: dict[str, int]) -> None:
+        self._ready = value
+        for model, event in self._none_ready.items():
+            if value.get(model):
+                event.clear()
+            else:
+                event.set()
 
     async def run(self, request: pb.GenerateRequest, timeout_s: float, outcome: Outcome,
                   rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
         """Every stage runs in its own span under the current one (the front door's
         server span); `rpc`, when given, gets the admitted request and every delta."""
         self._enter()
+        held: Held | None = None
         try:
             with stage_span(attr.ADMISSION_SPAN):
                 generation = self.admission(request, timeout_s)
-            outcome.request_id = generation.request_id
+                held = self.capacity.take((t.name for t in self._metering.tiers(request.model)), self.ready)
+            outcome.request_id, outcome.timeout_s = generation.request_id, generation.timeout_s
             if rpc:
                 rpc.admitted(request.model, generation)
             deadline = asyncio.get_running_loop().time() + generation.timeout_s
@@ -118,6 +143,8 @@ class Pipeline:
                 _record_cost(outcome, rpc)
         finally:
             self.in_flight -= 1
+            if held is not None:
+                self.capacity.give(held, finished=bool(outcome.answered_by))
 
     def admission(self, request: pb.GenerateRequest, timeout_s: float) -> GenerationRequest:
         generation = admit(request, self._spec, timeout_s)
@@ -217,6 +244,7 @@ class Pipeline:
         continues, and its deltas are renumbered so usage counts the whole stream.
         """
         retry = self._spec.router.retry
+        stall_s = self._spec.model(model).health.stall_timeout_s
         deadline = asyncio.get_running_loop().time() + request.timeout_s
         sent: list[int] = []
         for attempt in range(retry.attempts):
@@ -227,7 +255,8 @@ class Pipeline:
                                 kind=SpanKind.CLIENT) as span:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
-                    async with aclosing(self._backend.stream(model, traced)) as stream:
+                    guarded = self._guarded(model, traced, attempt, deadline, stall_s, outcome.timeout_s)
+                    async with aclosing(guarded) as stream:
                         async for delta in stream:
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
@@ -235,11 +264,11 @@ class Pipeline:
                 return
             except ReplicaLost as exc:
                 lost = exc
-            if sent and not retry.resume:
-                break
             if sent and len(sent) >= request.max_tokens:  # only the final delta was lost
                 yield _finished(sent, outcome, request)
                 return
+            if isinstance(lost, _NoReadyReplica) or (sent and not retry.resume):
+                break
             pause = retry.backoff_s * 2**attempt
             if attempt + 1 == retry.attempts or asyncio.get_running_loop().time() + pause >= deadline:
                 break
@@ -253,6 +282,17 @@ class Pipeline:
         raise ReplicaLost(f"request {request.request_id}: {attempt + 1} replica call(s) to {model!r} failed; "
                           f"retry later ({lost.message})")
 
+    async def _guarded(self, model: str, request: GenerationRequest, attempt: int, deadline: float,
+                       stall_s: float | None, timeout_s: float) -> AsyncIterator[GenerationDelta]:
+        """The backend's stream, ended at the request's deadline, as a lost replica when
+        it goes quiet (`stall_s`) and, for a retry, when the model has no ready replica
+        left to wait for."""
+        async with aclosing(self._backend.stream(model, request)) as stream:
+            if attempt:  # a replica just died: there may be none left
+                stream = _first_unless(stream, self._none_ready[model], model)
+            async for delta in _timed(stream, deadline, stall_s, model, request.request_id, timeout_s):
+                yield delta
+
     @staticmethod
     def _cost(tier: Tier, latest: GenerationDelta, outcome: Outcome) -> float:
         """Usage on the latest delta is cumulative: it prices everything so far."""
@@ -264,7 +304,10 @@ class Pipeline:
                               "retry: nothing was generated")
         limit = self._spec.router.limits.max_concurrent_requests
         if self.in_flight >= limit:
-            raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is {limit}")
+            metrics.OVERLOAD_REJECTIONS.labels("").inc()  # before admission: the model name is unchecked
+            after = self.capacity.retry_after_s()
+            raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is "
+                                    f"{limit}; retry after {after:.1f} s", retry_after_s=after)
         self.in_flight += 1
 
     def _settle(self, billing: _Billing, outcome: Outcome) -> None:
@@ -293,6 +336,35 @@ def _record_cost(outcome: Outcome, rpc: RouterRPC | None) -> None:
             rpc.span.set_attribute(attr.UNCERTAINTY, outcome.uncertainty.score)
 
 
+class _NoReadyReplica(ReplicaLost):
+    """The model has no ready replica left: retrying now would only queue the call."""
+
+
+async def _first_unless(stream: AsyncIterator[GenerationDelta], none_ready: asyncio.Event,
+                        model: str) -> AsyncIterator[GenerationDelta]:
+    """`stream`; but while it waits for its first delta, the model losing its last
+    ready replica ends it. Serve would hold such a call until a replica is replaced
+    (tens of seconds, a new engine); the caller gets a typed error now instead."""
+    first = asyncio.ensure_future(anext(stream))
+    gone = asyncio.ensure_future(none_ready.wait())
+    try:
+        await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not first.done():
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+    if first.cancelled():
+        raise _NoReadyReplica(f"model {model!r} has no ready replica left")
+    try:
+        delta = first.result()
+    except StopAsyncIteration:
+        return
+    yield delta
+    async for delta in stream:
+        yield delta
+
+
 def _resumed(request: GenerationRequest, sent: list[int], deadline: float) -> GenerationRequest:
     return replace(request, continuation=request.continuation + tuple(sent), max_tokens=request.max_tokens - len(sent),
                    timeout_s=_left(deadline, request.request_id))
@@ -311,6 +383,32 @@ def _finished(sent: list[int], outcome: Outcome, request: GenerationRequest) -> 
     its finish: every token was sent, so it ended at max_tokens."""
     prompt = outcome.compressed.sent_tokens if outcome.compressed else 0
     return GenerationDelta("", [], finish_reason="length", prompt_tokens=prompt, completion_tokens=len(sent))
+
+
+async def _timed(stream: AsyncIterator[GenerationDelta], deadline: float, stall_s: float | None, model: str,
+                 request_id: str, timeout_s: float) -> AsyncIterator[GenerationDelta]:
+    """`stream`'s deltas, each awaited until the request's `deadline` (loop time) and,
+    with `stall_s`, for at most that long. Past the deadline: DeadlineExceeded (the
+    replica enforces it too, but this holds when it hangs or its answer is lost, so a
+    request without a client deadline still ends at the default cap). A stall means
+    a stuck replica: ReplicaLost, so the caller retries or resumes elsewhere."""
+    loop = asyncio.get_running_loop()
+    while True:
+        stalls = stall_s is not None and loop.time() + stall_s < deadline
+        timer = asyncio.timeout_at(loop.time() + stall_s if stalls else deadline)
+        try:
+            async with timer:
+                delta = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if not timer.expired():  # raised by the stream itself, not our timer
+                raise
+            if stalls:
+                raise ReplicaLost(f"a replica of {model!r} sent no token for {stall_s:g} s "
+                                  "(health.stall_timeout_s)") from None
+            raise DeadlineExceeded(f"request {request_id} passed its deadline of {timeout_s:.3g} s") from None
+        yield delta
 
 
 def _left(deadline: float, request_id: str) -> float:

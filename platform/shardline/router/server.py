@@ -22,13 +22,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from shardline.router import embedder
+from shardline.router import embedder, transport
 from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
 from shardline.router.http_server import HttpServer
 from shardline.security.auth import router_guard, router_interceptors
 from shardline.security.tls import server_credentials
 from shardline.router.servicer import InferenceServicer
+from shardline.router.wire import DecodeInterceptor
 from shardline.spec.model import DeploymentSpec
 from shardline.v1 import inference_pb2, inference_pb2_grpc
 
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DRAIN_POLL_S = 0.05
 SETTLE_S = 0.1
 """A call accepted just before the listener closed may not be counted in flight yet."""
@@ -76,15 +76,9 @@ class RouterServer:
         """Bind and serve; returns the bound port (useful when the spec says 0)."""
         cfg = self._spec.router
         guard = router_guard(cfg)  # one for both doors: same tokens, same rate-limit buckets
-        limit = max(self._spec.router.limits.max_prompt_bytes * 2, 4 * 1024 * 1024)
-        server = grpc.aio.server(
-            interceptors=router_interceptors(cfg, guard),
-            options=[
-                ("grpc.max_receive_message_length", min(limit, MAX_MESSAGE_BYTES)),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 1),  # router replicas on one node share the port
-            ]
-        )
+        # Auth first, so an unauthenticated caller never costs a parse.
+        interceptors = [*router_interceptors(cfg, guard), DecodeInterceptor()]
+        server = grpc.aio.server(interceptors=interceptors, options=transport.server_options(cfg.limits))
         inference_pb2_grpc.add_InferenceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if cfg.reflection:

@@ -1,7 +1,8 @@
 """`shardline.v1.Inference`: the gRPC front door of the request pipeline.
 
 Each RPC runs `router/pipeline.py`: in-flight slot (RESOURCE_EXHAUSTED beyond the
-limit) -> admission (typed errors; UNAVAILABLE fast when a model has no ready
+limit) -> admission (and a slot per model: RESOURCE_EXHAUSTED with a
+`grpc-retry-pushback-ms` trailer when the model is full) (typed errors; UNAVAILABLE fast when a model has no ready
 replica) -> compression -> decoding plan -> replica calls. When the client
 cancels or its deadline passes, grpc.aio cancels this handler; closing the
 pipeline then cancels the replica call, which aborts the engine request.
@@ -18,12 +19,12 @@ from contextlib import aclosing
 import grpc
 
 from shardline.engine.protocol import GenerationDelta
-from shardline.errors import TOKENS_SENT_TRAILER
+from shardline.errors import RETRY_PUSHBACK_TRAILER, TOKENS_SENT_TRAILER
 from shardline.policies.compression.extractive import Embedder
 from shardline.router.backend import Backend
 from shardline.router.pipeline import Outcome, Pipeline
 from shardline.router.report import policy_report
-from shardline.router.status import to_status
+from shardline.router.status import retry_after_s, to_status
 from shardline.security.auth import resolve_tenant
 from shardline.spec.model import DeploymentSpec
 from shardline.telemetry.requests import router_rpc
@@ -144,4 +145,8 @@ def _usage(delta: GenerationDelta) -> pb.Usage:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, tokens_sent: int) -> None:
     code, message = to_status(exc)
-    await context.abort(code, message, trailing_metadata=((TOKENS_SENT_TRAILER, str(tokens_sent)),))
+    trailers = [(TOKENS_SENT_TRAILER, str(tokens_sent))]
+    after = retry_after_s(exc)
+    if after is not None:
+        trailers.append((RETRY_PUSHBACK_TRAILER, str(round(after * 1000))))
+    await context.abort(code, message, trailing_metadata=tuple(trailers))

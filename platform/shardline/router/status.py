@@ -23,3 +23,8 @@ def status_code(exc: BaseException) -> grpc.StatusCode:
     """The code `to_status` gives `exc`, without logging it (telemetry asks too)."""
     cause = root_cause(exc)
     return grpc.StatusCode[cause.grpc_code] if isinstance(cause, RequestError) else grpc.StatusCode.INTERNAL
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """The retry advice a typed error carries (RESOURCE_EXHAUSTED from overload), if any."""
+    return getattr(root_cause(exc), "retry_after_s", None)

@@ -5,16 +5,15 @@ Kubernetes Secret, or a local file) of `tenant=token` lines. A request carries
 `authorization: Bearer <token>`; the tenant it maps to is the caller's identity
 for the rest of the request (`current_tenant()`).
 
-The check wraps each method's handler rather than answering from the interceptor
-itself, so the wrapped handler runs in the RPC's own task: the tenant set there
-is visible to the servicer, and the abort is an ordinary typed status.
+The check wraps each method's handler (`router.handlers.with_prelude`) rather than
+answering from the interceptor itself, so it runs in the RPC's own task: the tenant
+set there is visible to the servicer, and the abort is an ordinary typed status.
 """
 
 from __future__ import annotations
 
 import contextvars
 import hmac
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from shardline.errors import PermissionDenied, RequestError, ResourceExhausted, SpecError, Unauthenticated
+from shardline.router.handlers import with_prelude
 
 MIN_TOKEN_CHARS = 16
 _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("shardline_tenant", default=None)
@@ -68,7 +68,9 @@ class Authenticator:
     def tenant(self, metadata) -> str | None:
         """The tenant whose token `metadata` carries, else None. Compares against
         every token in constant time, so timing reveals neither tenant nor prefix."""
-        presented = _bearer(metadata).encode()
+        # surrogatepass: an HTTP header that is not UTF-8 arrives with surrogates; it
+        # must compare unequal, not raise.
+        presented = _bearer(metadata).encode("utf-8", "surrogatepass")
         match = None
         for tenant, token in self._tokens:
             if hmac.compare_digest(presented, token):
@@ -148,35 +150,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         service = details.method.split("/")[1] if details.method.count("/") == 2 else ""
         if handler is None or service in self._exempt:
             return handler
-        return _guarded(handler, self._admit)
+        return with_prelude(handler, self._admit)
 
-    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+    async def _admit(self, request, context: grpc.aio.ServicerContext):
         try:
             self._guard.admit(context.invocation_metadata())
         except RequestError as exc:
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
-
-
-def _guarded(handler: grpc.RpcMethodHandler, admit) -> grpc.RpcMethodHandler:
-    """The same handler with `admit(context)` run first, for all four call shapes."""
-    kind = ("stream" if handler.request_streaming else "unary") + "_" + ("stream" if handler.response_streaming else "unary")
-    behavior = getattr(handler, kind)
-
-    # grpc.aio accepts streaming handlers written as async generators or as
-    # coroutines that call context.write (health's Watch): keep the original shape.
-    if inspect.isasyncgenfunction(behavior):
-        async def wrapped(request, context):
-            await admit(context)
-            async for item in behavior(request, context):
-                yield item
-    else:
-        async def wrapped(request, context):
-            await admit(context)
-            return await behavior(request, context)
-
-    factory = getattr(grpc, f"{kind}_rpc_method_handler")
-    return factory(wrapped, request_deserializer=handler.request_deserializer,
-                   response_serializer=handler.response_serializer)
+        return request
 
 
 def router_guard(router) -> Guard | None:

@@ -9,6 +9,8 @@ GPU vLLM's Ray executor places its worker actors in them).
 
 from __future__ import annotations
 
+import math
+
 from ray import serve
 from ray.serve import Application
 
@@ -19,9 +21,6 @@ from shardline.spec.model import DeploymentSpec, ModelSpec, RolloutSpec
 
 REPLICA_BUNDLE = {"CPU": 1.0}
 ROUTER_DEPLOYMENT = "router"
-# Engine start (~20 s) plus warm-up must fit; Serve's default is far shorter on CPU.
-HEALTH_CHECK_PERIOD_S = 10.0
-HEALTH_CHECK_TIMEOUT_S = 60.0
 # Ray Serve's throughput mode: user code, the handle's router and the replica on
 # one event loop (no cross-thread hand-off per streamed item), gRPC between
 # deployments, buffered access logs. Read by Serve at import in each replica.
@@ -40,7 +39,8 @@ ROUTER_WAIT_LOOP_S = 0.05
 
 
 def build_app(spec: DeploymentSpec) -> Application:
-    handles = {m.name: llm_deployment(m, spec.rollout).bind(m, telemetry=spec.telemetry) for m in spec.models}
+    handles = {m.name: llm_deployment(m, spec.rollout, spec.router.replicas).bind(m, telemetry=spec.telemetry)
+               for m in spec.models}
     return router_deployment(spec).bind(spec, handles)
 
 
@@ -58,7 +58,18 @@ def placement_bundles(model: ModelSpec) -> list[dict[str, float]]:
     return [REPLICA_BUNDLE] + [model.resources.bundle()] * model.parallelism.world_size
 
 
-def llm_deployment(model: ModelSpec, rollout: RolloutSpec) -> serve.Deployment:
+def serve_queue_bound(model: ModelSpec, routers: int = 1) -> int:
+    """Serve's `max_queued_requests` (a bound per caller, i.e. per router replica): the
+    most that router may ever have in flight for the model (its share at max replicas,
+    router/capacity.py). The router rejects first; this bound only stops runaway
+    queueing if the router's view of ready replicas is stale, and it is loose on
+    purpose because Serve counts a request as queued even while it is being routed
+    to a free replica (so a tight bound rejects spuriously under bursts)."""
+    r = model.replicas
+    return max(1, math.ceil(r.max * (r.max_ongoing_requests + r.max_queued_requests) / routers))
+
+
+def llm_deployment(model: ModelSpec, rollout: RolloutSpec = RolloutSpec(), routers: int = 1) -> serve.Deployment:
     r = model.replicas
     scaling = (
         {"num_replicas": r.min}
@@ -77,8 +88,11 @@ def llm_deployment(model: ModelSpec, rollout: RolloutSpec) -> serve.Deployment:
         placement_group_bundles=placement_bundles(model),
         placement_group_strategy="STRICT_PACK",
         max_ongoing_requests=r.max_ongoing_requests,
-        health_check_period_s=HEALTH_CHECK_PERIOD_S,
-        health_check_timeout_s=HEALTH_CHECK_TIMEOUT_S,
+        max_queued_requests=serve_queue_bound(model, routers),
+        # Serve checks a replica only once its constructor (engine start and warm-up)
+        # has returned, so these bound steady-state checks, not start-up.
+        health_check_period_s=model.health.period_s,
+        health_check_timeout_s=model.health.timeout_s,
         **rollout_options(rollout),
         **scaling,
     )

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from shardline.engine.protocol import GenerationDelta, GenerationRequest
-from shardline.errors import ReplicaLost, RequestError, root_cause
+from shardline.errors import ReplicaLost, RequestError, ResourceExhausted, root_cause
 
 
 def llm_deployment_name(model: str) -> str:
@@ -40,6 +41,9 @@ class ServeBackend:
             async for delta in responses:
                 yield delta
             finished = True
+        except BackPressureError as exc:  # Serve's bounded queue (serve/app.py); the router's limit is tighter
+            raise ResourceExhausted(f"model {model!r}: {exc.message}; retry later",
+                                    retry_after_s=exc.retry_after_s) from None
         except RayActorError as exc:  # the replica process died (or is unreachable)
             raise ReplicaLost(f"replica of {model!r} was lost mid-request: {type(exc).__name__}") from exc
         except RayTaskError as exc:  # the replica raised: pass its typed error on as is

@@ -75,9 +75,32 @@ def attach(address: str | None) -> None:
 
 
 def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -> Endpoint:
-    """Deploy `spec` and wait until the router reports SERVING over gRPC."""
+    """Deploy `spec` and wait until the router reports SERVING over gRPC.
+
+    `spec` is already validated, so nothing reaches Serve from an invalid spec. What
+    only the cluster can check (model files, the tokens file, engine start) fails in
+    a replica: then a new application is deleted, so nothing is left half-deployed.
+    A failed update of an application that was already there is not deleted (that
+    would take down what still serves); Serve keeps whatever replicas it has.
+    """
     serve.start(proxy_location="Disabled")
+    existed = spec.name in serve.status().applications
     serve._run(build_app(spec), _blocking=False, name=spec.name, route_prefix=None)
+    try:
+        return _wait_serving(spec, timeout_s, progress)
+    except DeployError as exc:
+        if existed:
+            raise DeployError(f"{exc}; application {spec.name!r} existed before, so it was not removed "
+                              "(deploy a fixed spec, or `shardline down`)") from None
+        undeploy(spec.name)
+        raise DeployError(f"{exc}; application {spec.name!r} removed, nothing left deployed") from None
+    except BaseException:  # interrupted: do not leave a new application half-deployed either
+        if not existed:
+            undeploy(spec.name)
+        raise
+
+
+def _wait_serving(spec: DeploymentSpec, timeout_s: float, progress) -> Endpoint:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:

@@ -4,17 +4,28 @@ One replica = one engine whose TP x PP workers sit in the replica's placement
 group (see serve/app.py). The constructor starts the engine and sends a warm-up
 generation, because the first request after start pays a one-time cost of several
 seconds; Serve marks the replica RUNNING only after that. `check_health` (called
-by Serve every few seconds) runs a real 1-token generation, not a ping.
+by Serve every `health.period_s`) runs a real 1-token generation, not a ping.
+
+Fail-stop: vLLM's engine does not recover once dead, and a stalled one (alive, no
+tokens) serves nobody. A replica that finds its engine in either state is out of
+service for good: it kills its engine processes and exits at once, rather than
+failing Serve's health check three times in a row and being drained. The router
+sees its streams end as a lost replica and resumes them on another; Serve's
+routers drop a dead replica at the first call that finds it gone (a live one
+that failed fast would draw traffic, having the shortest queue); the controller
+replaces it at its next health check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 
 from shardline.engine.protocol import Engine, EngineInfo, EngineStats, GenerationDelta, GenerationRequest
-from shardline.errors import DeadlineExceeded
+from shardline.errors import DeadlineExceeded, EngineFailure, ReplicaLost
 from shardline.serve.coalesce import coalesce
 from shardline.spec.model import ModelSpec, TelemetrySpec
 from shardline.telemetry.metrics import serve_metrics
@@ -24,6 +35,7 @@ from shardline.telemetry.tracing import flush_tracing, setup_tracing
 logger = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ModelSpec], Engine]
+ExitReplica = Callable[[str], None]
 
 
 def vllm_engine(model: ModelSpec) -> Engine:
@@ -32,16 +44,40 @@ def vllm_engine(model: ModelSpec) -> Engine:
     return VLLMEngine(model)
 
 
+def exit_replica(reason: str) -> None:
+    """Kill this process's engine (its child processes, stopped ones too) and exit."""
+    import psutil
+
+    logger.error("replica leaves: %s", reason)
+    # In a replica Serve swaps sys.stderr for a buffered logger, which os._exit
+    # never flushes: write the reason to fd 2 itself (Ray's worker-*.err file).
+    os.write(2, f"shardline replica {os.getpid()} leaves: {reason}\n".encode())
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    flush_tracing()
+    logging.shutdown()
+    os._exit(1)
+
+
 class LLMServer:
     async def __init__(
-        self, model: ModelSpec, engine_factory: EngineFactory = vllm_engine, telemetry: TelemetrySpec | None = None
+        self, model: ModelSpec, engine_factory: EngineFactory = vllm_engine, telemetry: TelemetrySpec | None = None,
+        leave: ExitReplica = exit_replica,
     ):
         self._model = model
         self._replica = replica_label()
+        self._leave = leave
+        self.failure: str | None = None
+        """Why this replica is out of service (its engine died or stalled); None while it serves."""
+        self._deltas = 0  # engine output so far, across requests: tells stuck from busy
         self._metrics_port = _start_telemetry(telemetry)  # before the engine: see telemetry.tracing
         self._engine = engine_factory(model)
         await self._engine.start()
-        await self._engine.check_health()  # warm-up
+        # Warm-up, without the probe's timeout: the first generation pays a one-time cost.
+        await self._engine.check_health()
         logger.info("replica for %s is warm", model.name)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
@@ -49,18 +85,50 @@ class LLMServer:
         loop = asyncio.get_running_loop()
         deadline = None if request.timeout_s is None else loop.time() + request.timeout_s
         interval = self._model.stream_interval_ms / 1000
+        if self.failure:
+            raise ReplicaLost(f"this replica of {self._model.name!r} is out of service: {self.failure}")
         try:
             with replica_request(self._model.name, request, self._replica) as tracked:
                 async for delta in coalesce(self._engine.generate(tracked.request), interval, deadline):
+                    self._deltas += 1
                     tracked.delta(delta)
                     yield delta
         except TimeoutError:
             raise DeadlineExceeded(
                 f"request {request.request_id} passed its deadline of {request.timeout_s:.3g} s"
             ) from None
+        except ReplicaLost as exc:  # the engine died under this request
+            self._out_of_service(exc.message)
+            raise
 
     async def check_health(self) -> None:
-        await self._engine.check_health()
+        """A real 1-token generation within `health.probe_timeout_s`. Raises while the
+        replica is out of service; takes it out of service when the engine is dead,
+        or when the probe timed out and no request got a token meanwhile (stalled)."""
+        if self.failure:
+            raise EngineFailure(f"replica of {self._model.name!r} is out of service: {self.failure}")
+        limit = self._model.health.probe_timeout_s
+        before = self._deltas
+        try:
+            async with asyncio.timeout(limit):
+                await self._engine.check_health()
+        except ReplicaLost as exc:
+            self._out_of_service(exc.message)
+            raise EngineFailure(exc.message) from None
+        except TimeoutError:
+            if self._deltas > before:  # busy, not stuck: other requests got tokens
+                logger.warning("health probe of %s took over %g s on a busy engine", self._model.name, limit)
+                return
+            self._out_of_service(f"the engine stalled: no token for any request in {limit:g} s "
+                                 "(health.probe_timeout_s), the health probe's included")
+            raise EngineFailure(self.failure) from None
+
+    def _out_of_service(self, reason: str) -> None:
+        if self.failure:
+            return
+        self.failure = reason
+        # Soon, not now: the error that found the failure first reaches its caller.
+        asyncio.get_running_loop().call_soon(self._leave, f"{self._model.name}: {reason}")
 
     def stats(self) -> EngineStats:
         return self._engine.stats()

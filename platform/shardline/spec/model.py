@@ -53,7 +53,12 @@ class Replicas(StrictModel):
     target_ongoing_requests: float = Field(16.0, gt=0, le=10_000)
     """Autoscaling target: in-flight requests per replica."""
     max_ongoing_requests: int = Field(256, ge=1, le=100_000)
-    """Requests one replica accepts at once; beyond it Serve queues at the caller."""
+    """Requests one replica serves at once (its engine batch); beyond it they queue."""
+    max_queued_requests: int = Field(16, ge=0, le=100_000)
+    """Requests per ready replica allowed to wait for a free slot. The router admits at
+    most ready replicas x (max_ongoing_requests + max_queued_requests) per model
+    (divided among router replicas) and rejects the rest at once with
+    RESOURCE_EXHAUSTED and retry advice, instead of piling them into a queue."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Replicas:
@@ -108,6 +113,37 @@ class Kernels(StrictModel):
     MoE kernel crashes under expert parallelism)."""
 
 
+class HealthSpec(StrictModel):
+    """How a model's replicas are checked, and what counts as a replica that stopped serving."""
+
+    period_s: float = Field(10.0, ge=0.2, le=600)
+    """Seconds between health checks of each replica (Ray Serve's health_check_period_s).
+    Each check is a real 1-token generation on the engine, not a ping."""
+    probe_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """How long that 1-token generation may take. Past it, a replica whose engine
+    produced no token for any request during the probe is stalled: it fails its
+    requests over to other replicas and leaves. A slow probe on an engine that is
+    still producing tokens (busy, not stuck) passes."""
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Ray Serve's health_check_timeout_s: a check that has not answered by then
+    fails (a replica process that is itself wedged). Must exceed `probe_timeout_s`,
+    so the probe's own verdict arrives first."""
+    stall_timeout_s: float | None = Field(None, gt=0, le=3600)
+    """Router side: a replica call that yields no token for this long (the first
+    included) counts as a lost replica, and the router retries or resumes the
+    request on another. Unset: off. Set it above the slowest first token a long
+    prompt may take on a busy replica."""
+
+    @model_validator(mode="after")
+    def _probe_answers_first(self) -> HealthSpec:
+        if self.timeout_s <= self.probe_timeout_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s:g}) must be greater than probe_timeout_s "
+                f"({self.probe_timeout_s:g}): Serve would give up on a check before its probe does"
+            )
+        return self
+
+
 class ModelSpec(StrictModel):
     """One served model: weights, sharding, replicas and engine options."""
 
@@ -146,6 +182,8 @@ class ModelSpec(StrictModel):
     cost: TierCost | None = None
     """Price of this tier; None: free (never charged to a tenant)."""
     latency: LatencyProfile | None = None
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    """Replica health checks: period, probe and Serve timeouts, router stall guard."""
 
     @field_validator("path")
     @classmethod
@@ -184,6 +222,15 @@ class RouterLimits(StrictModel):
     """In-flight requests per router replica; beyond it: RESOURCE_EXHAUSTED."""
     default_deadline_s: float = Field(300.0, gt=0, le=86_400)
     """Deadline applied when the client sends none, so no request runs forever."""
+    max_metadata_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    """Largest request metadata a gRPC call may carry (all headers, as gRPC counts
+    them); beyond it: RESOURCE_EXHAUSTED before any handler runs. On the HTTP door,
+    the largest header field and request line (beyond it: 400)."""
+    max_streams_per_connection: int = Field(1024, ge=1, le=1_000_000)
+    """Concurrent calls one gRPC connection may have open (HTTP/2 MAX_CONCURRENT_STREAMS),
+    so one client cannot take every slot. Calls beyond it are refused with UNAVAILABLE
+    (REFUSED_STREAM: nothing ran, safe to retry). At least max_concurrent_requests
+    keeps RESOURCE_EXHAUSTED the answer to one client's overload."""
 
     @model_validator(mode="after")
     def _default_within_cap(self) -> RouterLimits:

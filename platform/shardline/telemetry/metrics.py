@@ -43,6 +43,11 @@ COMPRESSION_RATIO = Histogram(
 )
 COST = Counter("shardline_cost", "Cost charged, in the spec's cost units", ["tenant", "tier"])
 ESCALATIONS = Counter("shardline_escalations", "Cascade escalations from one tier to the next", ["from_tier", "to_tier"])
+OVERLOAD_REJECTIONS = Counter(
+    "shardline_overload_rejections", "Requests refused with RESOURCE_EXHAUSTED because a model (or the router) was "
+    "at its in-flight limit", ["model"],
+)
+MODEL_IN_FLIGHT = Gauge("shardline_model_in_flight", "Requests in flight per model at this router", ["model"])
 RETRIES = Counter("shardline_replica_retries", "Replica calls repeated after a replica died (kind: retry or resume)",
                   ["model", "kind"])
 

@@ -1,0 +1,159 @@
+"""Overload, cancel storms and deadlines on the real stack (router replica -> Serve ->
+vLLM with the trained kv-small model), driven by the drills of shardline.faults and
+scored by shardline.outcomes: LOST, CORRUPT and untyped statuses are 0 everywhere.
+
+One app of its own (1 replica; 8 ongoing + 4 queued; a 2 s default deadline), so
+the numbers mean something: what one replica holds, what it rejects, how fast it
+lets go. Each test prints its figures (`pytest -s`); bench/faults.py runs the
+same drills at larger sizes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import httpx
+import pytest
+from conftest import ROOT, deployed
+
+from shardline.client import make_request
+from shardline.errors import RETRY_PUSHBACK_TRAILER
+from shardline.faults.cancel_storm import cancel_storm
+from shardline.faults.deadlines import deadlines
+from shardline.faults.overload import overload
+from shardline.faults.probes import serve_probe
+from shardline.outcomes import Verdict, percentile
+from shardline.v1 import inference_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.integration
+
+APP = "faults-load"
+MODEL = "kv-small"
+ONGOING, QUEUED = 8, 4
+LIMIT = ONGOING + QUEUED
+DEFAULT_CAP_S = 2.0
+TOKENS = 32
+LONG = 1500  # tokens: several seconds on CPU, far past any deadline here
+PROMPT = "The code of amber is 4 8 2 1 . Question : what is the code of amber ? Answer :"
+
+
+@pytest.fixture(scope="module")
+def app(deployment):
+    data = {
+        "name": APP,
+        "models": [{
+            "name": MODEL, "path": str(ROOT / "models/trained/kv-small"), "dtype": "float32", "max_model_len": 2048,
+            "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
+            "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED,
+                         "target_ongoing_requests": 1},
+        }],
+        "router": {"http_port": 0, "limits": {"default_deadline_s": DEFAULT_CAP_S}},
+        # Spans and metrics cost CPU that these 2-core timings would rather not share.
+        "telemetry": {"exporter": "off", "metrics": False},
+    }
+    with deployed(data) as d:
+        yield d
+
+
+@pytest.fixture
+async def channel(app):
+    async with grpc.aio.insecure_channel(app.target) as ch:
+        yield ch
+
+
+@pytest.fixture
+def probe(app):
+    return serve_probe(APP, MODEL)
+
+
+def stream(request_id, tokens=TOKENS):
+    return make_request(MODEL, PROMPT, max_tokens=tokens, temperature=0.0, ignore_eos=True, request_id=request_id)
+
+
+def figures(name, **values):
+    print(f"\n{name}: {json.dumps(values, default=str)}")
+
+
+def clean(counts):
+    return counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0
+
+
+async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounded(channel, probe):
+    result = await overload(channel, stream, slots=ONGOING, factor=3.0, duration_s=6.0, unloaded_n=4,
+                            capacity_n=3 * ONGOING, deadline_s=60.0)
+    loaded = result.overload
+    accepted = sorted((r for r in result.records["overload"] if r.verdict is Verdict.OK), key=lambda r: r.start_s)
+    half = len(accepted) // 2
+    early, late = (percentile([r.e2e_s for r in part], 99) for part in (accepted[:half], accepted[half:]))
+    figures("overload", verdicts=loaded["verdicts"], untyped=loaded["untyped"], offered_rps=result.offered_rps,
+            capacity_rps=result.capacity_rps, accepted_rps=result.accepted_rps,
+            e2e_p99_unloaded_s=result.unloaded["e2e_p99_s"], e2e_p99_at_capacity_s=result.at_capacity["e2e_p99_s"],
+            e2e_p99_accepted_s=loaded["e2e_p99_s"], e2e_p99_first_half_s=early, e2e_p99_second_half_s=late,
+            ttft_p50_s=loaded["ttft_p50_s"], ttft_p99_s=loaded["ttft_p99_s"],
+            reject_p50_s=loaded["reject_p50_s"], reject_p99_s=loaded["reject_p99_s"])
+    assert clean(loaded) and clean(result.at_capacity), loaded
+    assert result.at_capacity["verdicts"]["OK"] == result.at_capacity["requests"]  # capacity itself is served
+    rejected = [r for r in result.records["overload"] if r.verdict is Verdict.REJECTED_RETRYABLE]
+    assert len(rejected) > loaded["requests"] / 3 and {r.code for r in rejected} == {"RESOURCE_EXHAUSTED"}
+    assert all(f"its limit is {LIMIT}" in r.message and "retry after" in r.message for r in rejected)
+    assert loaded["verdicts"]["OK"] + len(rejected) == loaded["requests"]
+    assert loaded["reject_p99_s"] < 0.25  # measured: tens of ms; accepted ones take about a second
+    # Bounded: no backlog builds up (late arrivals wait no longer than early ones),
+    # and the wait is at most a few request times, on a CPU the rejections share.
+    assert late < 2 * early, (early, late)
+    assert loaded["e2e_p99_s"] < 5 * result.at_capacity["e2e_p99_s"]
+
+
+async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, probe):
+    stub = pb_grpc.InferenceStub(channel)
+    busy = [stub.GenerateStream(stream(f"busy-{i}", LONG), timeout=30) for i in range(LIMIT)]
+    try:
+        for call in busy[:ONGOING]:
+            await call.read()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Generate(stream("one-too-many"), timeout=30)
+        async with httpx.AsyncClient(timeout=30) as http:
+            reply = await http.post(app.http_url + "/completions", json={"model": MODEL, "prompt": PROMPT})
+    finally:
+        for call in busy:
+            call.cancel()
+    error = info.value
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"model '{MODEL}' has {LIMIT} requests in flight at this router; its limit is {LIMIT}" in error.details()
+    assert int(dict(error.trailing_metadata())[RETRY_PUSHBACK_TRAILER]) >= 100
+    assert reply.status_code == 429 and int(reply.headers["Retry-After"]) >= 1
+    assert f"its limit is {LIMIT}" in reply.json()["error"]["message"]
+
+
+async def test_cancel_storm_aborts_engine_requests_and_counts_return_to_zero(channel, probe):
+    requests = [stream(f"storm-{i}") for i in range(200)]
+    result = await cancel_storm(channel, requests, probe, fraction=0.5, concurrency=ONGOING, seed=7)
+    counts = result.tally
+    figures("cancel storm", verdicts=counts["verdicts"], untyped=counts["untyped"], cancelled=result.cancelled,
+            engine_aborted=result.aborted, idle_after_s=result.idle_after_s, ttft_p50_s=counts["ttft_p50_s"],
+            ttft_p99_s=counts["ttft_p99_s"], e2e_p99_s=counts["e2e_p99_s"], after=result.after)
+    assert clean(counts), counts
+    assert counts["verdicts"]["OK"] == 200 - result.cancelled and result.cancelled >= 90
+    # A cancel that lands after the engine's last token has nothing left to abort.
+    assert 0.8 * result.cancelled <= result.aborted <= result.cancelled
+    assert result.idle_after_s is not None and result.idle_after_s < 1.0, result.after
+
+
+async def test_client_deadline_stops_engine_work_shortly_after_it_passes(channel, probe):
+    result = await deadlines(channel, [stream(f"deadline-{i}", LONG) for i in range(4)], probe, deadline_s=0.5)
+    figures("client deadline 0.5 s", codes=result.tally["codes"], untyped=result.tally["untyped"],
+            status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
+    assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
+    assert result.idle_after_s is not None and result.idle_after_s < 0.5, result.after
+
+
+async def test_without_a_deadline_the_default_cap_stops_the_request(channel, probe):
+    requests = [stream(f"cap-{i}", LONG) for i in range(4)]
+    result = await deadlines(channel, requests, probe, deadline_s=DEFAULT_CAP_S, client_deadline=False)
+    figures("default cap 2 s", codes=result.tally["codes"], untyped=result.tally["untyped"],
+            status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
+    assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
+    assert all(f"passed its deadline of {DEFAULT_CAP_S:g} s" in r.message for r in result.records)
+    assert result.status_after_deadline_p99_s < 0.5
+    assert result.idle_after_s is not None and result.idle_after_s < 0.5, result.after
