@@ -14,10 +14,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import grpc
+
 from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
 from shardline.errors import InvalidArgument, ReplicaLost
 from shardline.serve.llm_server import LLMServer
-from shardline.spec.model import ModelSpec
+from shardline.router.server import RouterServer
+from shardline.spec.model import DeploymentSpec, ModelSpec
 
 
 class FakeEngine:
@@ -200,6 +203,21 @@ async def _pump(stream: AsyncIterator[GenerationDelta], queue: asyncio.Queue) ->
         queue.put_nowait(None)
     except Exception as exc:
         queue.put_nowait(exc)
+
+
+@contextlib.asynccontextmanager
+async def serving(spec: DeploymentSpec, backend) -> AsyncIterator[tuple[RouterServer, grpc.aio.Channel]]:
+    """A real grpc.aio router on port 0 over `backend`, its health refreshed (so it
+    admits calls at once), and a channel to it; stopped afterwards."""
+    router = RouterServer(spec, backend)
+    port = await router.start()
+    await router.refresh_health()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield router, channel
+    finally:
+        await channel.close()
+        await router.stop(0)
 
 
 async def start_llm_server(model: ModelSpec, engine: FakeEngine, leave=None) -> LLMServer:

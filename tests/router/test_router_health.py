@@ -10,15 +10,13 @@ real vLLM engine processes (SIGKILL, SIGSTOP).
 import asyncio
 import contextlib
 
-import grpc
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, ReplicaSetBackend, start_llm_server
+from fakes import FakeEngine, ReplicaSetBackend, serving, start_llm_server
 
 from shardline.engine.protocol import GenerationRequest
 from shardline.errors import EngineFailure, ReplicaLost
 from shardline.outcomes import Plan, Verdict, drive, tally
-from shardline.router.server import RouterServer
 
 PROMPT = "a b c d e f g h"
 TOKENS = 24
@@ -37,18 +35,13 @@ async def replica_set(replicas=2, step_s=0.004, health=None, **spec_overrides):
         backend.servers.append(await start_llm_server(model, engine, leave=lambda reason, i=i: backend.kill(i)))
     backend.ready = replicas
     checks = asyncio.create_task(_serve_health_checks(backend, model.health.period_s))
-    router = backend.router = RouterServer(spec, backend)
-    port = await router.start()
-    await router.refresh_health()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield backend, engines, channel
+        async with serving(spec, backend) as (backend.router, channel):
+            yield backend, engines, channel
     finally:
         checks.cancel()
         for engine in engines:
             engine.resume()
-        await channel.close()
-        await router.stop(0)
 
 
 async def _serve_health_checks(backend: ReplicaSetBackend, period_s: float) -> None:

@@ -15,12 +15,11 @@ import grpc
 import httpx
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, SlottedBackend, start_llm_server
+from fakes import FakeEngine, SlottedBackend, serving, start_llm_server
 
 from shardline.errors import RETRY_PUSHBACK_TRAILER
 from shardline.faults.overload import overload
 from shardline.outcomes import Verdict
-from shardline.router.server import RouterServer
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 PROMPT = "a b c d e f g h"
@@ -34,15 +33,8 @@ async def slotted_stack(ongoing, queued, step_s=STEP_S, http=False):
     spec = make_spec(model={"replicas": replicas}, router={"port": 0, **({"http_port": 0} if http else {})})
     server = await start_llm_server(spec.models[0], FakeEngine(spec.models[0], step_s=step_s))
     backend = SlottedBackend({"tiny-llama": server}, slots=ongoing)
-    router = RouterServer(spec, backend)
-    port = await router.start()
-    await router.refresh_health()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with serving(spec, backend) as (router, channel):
         yield router, backend, channel
-    finally:
-        await channel.close()
-        await router.stop(0)
 
 
 def make(request_id):

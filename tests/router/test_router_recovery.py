@@ -7,13 +7,11 @@ tests/integration/test_faults.py kills real replica processes under vLLM.
 import asyncio
 import contextlib
 
-import grpc
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, ReplicaSetBackend, start_llm_server
+from fakes import FakeEngine, ReplicaSetBackend, serving, start_llm_server
 
 from shardline.outcomes import Plan, Verdict, drive, tally
-from shardline.router.server import RouterServer
 
 PROMPT = "a b c d e f g h"
 TOKENS = 24
@@ -25,15 +23,8 @@ async def replica_set(replicas=2, step_s=0.004, **spec_overrides):
     servers = [await start_llm_server(spec.models[0], FakeEngine(spec.models[0], step_s=step_s))
                for _ in range(replicas)]
     backend = ReplicaSetBackend("tiny-llama", servers)
-    router = RouterServer(spec, backend)
-    port = await router.start()
-    await router.refresh_health()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with serving(spec, backend) as (router, channel):
         yield backend, router, channel
-    finally:
-        await channel.close()
-        await router.stop(0)
 
 
 def requests(n, tokens=TOKENS):
