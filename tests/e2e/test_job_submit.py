@@ -17,7 +17,7 @@ import time
 
 import grpc
 import pytest
-from local_cluster import BIN, ROOT, LocalCluster, start, stop
+from local_cluster import BIN, LocalCluster, start, stop
 
 from shardline.client import Client
 

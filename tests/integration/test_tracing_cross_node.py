@@ -25,7 +25,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -125,7 +124,7 @@ def cluster():
     tmp = Path(tempfile.mkdtemp(prefix="sl-ray-", dir="/tmp"))  # short: Ray's socket paths
     collector = OtlpCollector()
     gcs, router_metrics = free_port(), free_port()
-    head = start_node([f"--head", f"--port={gcs}", f"--temp-dir={tmp}", f"--ray-client-server-port={free_port()}",
+    head = start_node(["--head", f"--port={gcs}", f"--temp-dir={tmp}", f"--ray-client-server-port={free_port()}",
                        "--include-dashboard=false", *node_args("node_a", 21000)], tmp / "head.log")
     nodes = [head]
     try:
