@@ -10,12 +10,14 @@ same drills at larger sizes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
 import httpx
 import pytest
 from conftest import ROOT, deployed
+from ray import serve
 
 from shardline.client import make_request
 from shardline.errors import RETRY_PUSHBACK_TRAILER
@@ -24,6 +26,7 @@ from shardline.faults.deadlines import deadlines
 from shardline.faults.overload import overload
 from shardline.faults.probes import serve_probe
 from shardline.outcomes import Verdict, percentile
+from shardline.serve.app import ROUTER_DEPLOYMENT
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
@@ -39,7 +42,7 @@ PROMPT = "The code of amber is 4 8 2 1 . Question : what is the code of amber ? 
 
 
 @pytest.fixture(scope="module")
-def app(deployment):
+def app(ray_cluster):
     data = {
         "name": APP,
         "models": [{
@@ -75,6 +78,14 @@ def figures(name, **values):
     print(f"\n{name}: {json.dumps(values, default=str)}")
 
 
+async def until_in_flight(router, n, timeout_s=1.5):
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout_s
+    while (await router.endpoint.remote())["in_flight"] < n:
+        assert loop.time() < give_up, f"fewer than {n} calls were admitted within {timeout_s} s"
+        await asyncio.sleep(0.01)
+
+
 def clean(counts):
     return counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0
 
@@ -105,12 +116,16 @@ async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounde
     assert loaded["e2e_p99_s"] < 5 * result.at_capacity["e2e_p99_s"]
 
 
-async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, probe):
+async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel):
     stub = pb_grpc.InferenceStub(channel)
+    router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=APP)
+    await router.endpoint.remote()  # the handle's first call is slow; not inside the window below
     busy = [stub.GenerateStream(stream(f"busy-{i}", LONG), timeout=30) for i in range(LIMIT)]
     try:
-        for call in busy[:ONGOING]:
-            await call.read()
+        # The app's default cap (2 s) ends the busy calls soon: check while they are
+        # admitted, without waiting for their first tokens on a busy CPU. (Asked of the
+        # router: the replica, full, would answer a stats call only once a slot frees.)
+        await until_in_flight(router, LIMIT)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Generate(stream("one-too-many"), timeout=30)
         async with httpx.AsyncClient(timeout=30) as http:
