@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -229,16 +228,3 @@ def table(rows: dict[str, dict]) -> str:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}"
-
-
-def _row(record: Record) -> dict:
-    row = asdict(record)
-    del row["token_ids"]
-    return row
-
-
-def dump(path: str, rows: dict[str, dict], records: dict[str, Sequence[Record]] | None = None) -> None:
-    """Write the tallies (and, when given, every record) as JSON."""
-    data = {"scenarios": rows, "records": {k: [_row(r) for r in v] for k, v in (records or {}).items()}}
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import grpc
 import httpx
@@ -24,7 +25,7 @@ from shardline.errors import RETRY_PUSHBACK_TRAILER
 from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
 from shardline.faults.overload import overload
-from shardline.faults.probes import serve_probe
+from shardline.faults.probes import serve_probe, until_idle
 from shardline.outcomes import Verdict, percentile
 from shardline.serve.app import ROUTER_DEPLOYMENT
 from shardline.v1 import inference_pb2_grpc as pb_grpc
@@ -116,7 +117,7 @@ async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounde
     assert loaded["e2e_p99_s"] < 5 * result.at_capacity["e2e_p99_s"]
 
 
-async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel):
+async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, probe):
     stub = pb_grpc.InferenceStub(channel)
     router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=APP)
     await router.endpoint.remote()  # the handle's first call is slow; not inside the window below
@@ -133,6 +134,8 @@ async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel):
     finally:
         for call in busy:
             call.cancel()
+        # Let their engine aborts land here, not in the next test's counts.
+        await until_idle(probe, time.perf_counter(), 10.0)
     error = info.value
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"model '{MODEL}' has {LIMIT} requests in flight at this router; its limit is {LIMIT}" in error.details()
