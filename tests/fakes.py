@@ -104,7 +104,14 @@ class FakeEngine:
         self.started = False
 
 
-class LocalBackend:
+class PolledReadiness:
+    """Fakes push no replica-set changes: the router re-reads `ready` every period."""
+
+    async def replicas_changed(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+
+
+class LocalBackend(PolledReadiness):
     """Router backend that calls LLMServer objects in-process (no Ray)."""
 
     def __init__(self, servers: dict[str, LLMServer]):
@@ -118,7 +125,7 @@ class LocalBackend:
         return dict(self.ready)
 
 
-class ReplicaSetBackend:
+class ReplicaSetBackend(PolledReadiness):
     """Round-robin over several in-process replicas of one model. `kill(i)` makes replica
     i fail like a dead Ray Serve replica: its live streams end with ReplicaLost at
     once (even one waiting on a hung engine) and it takes no new calls. Health keeps

@@ -2,10 +2,14 @@
 vLLM with the trained kv-small model), driven by the drills of shardline.faults and
 scored by shardline.outcomes: LOST, CORRUPT and untyped statuses are 0 everywhere.
 
-One app of its own (1 replica; 8 ongoing + 4 queued; a 2 s default deadline), so
+One app of its own (1 replica; 8 ongoing + 4 queued; an 8 s default deadline), so
 the numbers mean something: what one replica holds, what it rejects, how fast it
 lets go. Each test prints its figures (`pytest -s`); bench/faults.py runs the
 same drills at larger sizes.
+
+Machines of this kind differ about 3x in speed, and CI's may be busy: every time
+bound here is a multiple of `baseline`, one short request's latency measured on
+this app in the same run, or an ordering between two figures of the same drill.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import grpc
 import httpx
 import pytest
 from conftest import ROOT, deployed
+from waiting import eventually_async
 from ray import serve
 
 from shardline.client import make_request
@@ -26,7 +31,7 @@ from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
 from shardline.faults.overload import overload
 from shardline.faults.probes import serve_probe, until_idle
-from shardline.outcomes import Verdict, percentile
+from shardline.outcomes import Plan, Verdict, drive, percentile
 from shardline.serve.app import ROUTER_DEPLOYMENT
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
@@ -36,9 +41,13 @@ APP = "faults-load"
 MODEL = "kv-small"
 ONGOING, QUEUED = 8, 4
 LIMIT = ONGOING + QUEUED
-DEFAULT_CAP_S = 2.0
+# The cap must outlast what an accepted call takes at 3x overload on a slow, busy
+# machine (measured up to 2 s), and LONG must outlast the cap on a fast one (about
+# 2 ms a token there): 8 s and 12000 tokens leave 3x on both sides.
+DEFAULT_CAP_S = 8.0
 TOKENS = 32
-LONG = 1500  # tokens: several seconds on CPU, far past any deadline here
+LONG = 12000
+MAX_MODEL_LEN = 12288
 PROMPT = "The code of amber is 4 8 2 1 . Question : what is the code of amber ? Answer :"
 
 
@@ -47,7 +56,7 @@ def app(ray_cluster):
     data = {
         "name": APP,
         "models": [{
-            "name": MODEL, "path": str(ROOT / "models/trained/kv-small"), "dtype": "float32", "max_model_len": 2048,
+            "name": MODEL, "path": str(ROOT / "models/trained/kv-small"), "dtype": "float32", "max_model_len": MAX_MODEL_LEN,
             "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
             "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED,
                          "target_ongoing_requests": 1},
@@ -58,6 +67,21 @@ def app(ray_cluster):
     }
     with deployed(data) as d:
         yield d
+
+
+@pytest.fixture(scope="module")
+def baseline(app) -> float:
+    """Seconds one TOKENS-token request takes alone on this app (median of 5): the
+    unit of every time bound in this module."""
+    async def measure():
+        async with grpc.aio.insecure_channel(app.target) as ch:
+            records = await drive(ch, Plan([stream(f"baseline-{i}") for i in range(5)], concurrency=1))
+        assert all(r.verdict is Verdict.OK for r in records), records
+        return percentile([r.e2e_s for r in records], 50)
+
+    seconds = asyncio.run(measure())
+    figures("baseline", e2e_p50_s=seconds)
+    return seconds
 
 
 @pytest.fixture
@@ -79,19 +103,15 @@ def figures(name, **values):
     print(f"\n{name}: {json.dumps(values, default=str)}")
 
 
-async def until_in_flight(router, n, timeout_s=1.5):
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout_s
-    while (await router.endpoint.remote())["in_flight"] < n:
-        assert loop.time() < give_up, f"fewer than {n} calls were admitted within {timeout_s} s"
-        await asyncio.sleep(0.01)
+async def in_flight(router) -> int:
+    return (await router.endpoint.remote())["in_flight"]
 
 
 def clean(counts):
     return counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0
 
 
-async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounded(channel, probe):
+async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounded(channel, probe, baseline):
     result = await overload(channel, stream, slots=ONGOING, factor=3.0, duration_s=6.0, unloaded_n=4,
                             capacity_n=3 * ONGOING, deadline_s=60.0)
     loaded = result.overload
@@ -110,7 +130,9 @@ async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounde
     assert len(rejected) > loaded["requests"] / 3 and {r.code for r in rejected} == {"RESOURCE_EXHAUSTED"}
     assert all(f"its limit is {LIMIT}" in r.message and "retry after" in r.message for r in rejected)
     assert loaded["verdicts"]["OK"] + len(rejected) == loaded["requests"]
-    assert loaded["reject_p99_s"] < 0.25  # measured: tens of ms; accepted ones take about a second
+    # A refusal costs less than a request served alone (measured: tens of ms against
+    # hundreds), even while the CPU serves the accepted ones.
+    assert loaded["reject_p99_s"] < baseline, (loaded["reject_p99_s"], baseline)
     # Bounded: no backlog builds up (late arrivals wait no longer than early ones),
     # and the wait is at most a few request times, on a CPU the rejections share.
     assert late < 2 * early, (early, late)
@@ -126,7 +148,8 @@ async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, 
         # The app's default cap (2 s) ends the busy calls soon: check while they are
         # admitted, without waiting for their first tokens on a busy CPU. (Asked of the
         # router: the replica, full, would answer a stats call only once a slot frees.)
-        await until_in_flight(router, LIMIT)
+        await eventually_async(lambda: in_flight(router), lambda n: n >= LIMIT, timeout_s=60,
+                               message=f"{LIMIT} busy calls admitted")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Generate(stream("one-too-many"), timeout=30)
         async with httpx.AsyncClient(timeout=30) as http:
@@ -144,7 +167,7 @@ async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, 
     assert f"its limit is {LIMIT}" in reply.json()["error"]["message"]
 
 
-async def test_cancel_storm_aborts_engine_requests_and_counts_return_to_zero(channel, probe):
+async def test_cancel_storm_aborts_engine_requests_and_counts_return_to_zero(channel, probe, baseline):
     requests = [stream(f"storm-{i}") for i in range(200)]
     result = await cancel_storm(channel, requests, probe, fraction=0.5, concurrency=ONGOING, seed=7)
     counts = result.tally
@@ -155,23 +178,24 @@ async def test_cancel_storm_aborts_engine_requests_and_counts_return_to_zero(cha
     assert counts["verdicts"]["OK"] == 200 - result.cancelled and result.cancelled >= 90
     # A cancel that lands after the engine's last token has nothing left to abort.
     assert 0.8 * result.cancelled <= result.aborted <= result.cancelled
-    assert result.idle_after_s is not None and result.idle_after_s < 1.0, result.after
+    # Idle within a few engine steps of the last stream's end (measured: about 10 ms).
+    assert result.idle_after_s is not None and result.idle_after_s < 2 * baseline, (result.after, baseline)
 
 
-async def test_client_deadline_stops_engine_work_shortly_after_it_passes(channel, probe):
+async def test_client_deadline_stops_engine_work_shortly_after_it_passes(channel, probe, baseline):
     result = await deadlines(channel, [stream(f"deadline-{i}", LONG) for i in range(4)], probe, deadline_s=0.5)
     figures("client deadline 0.5 s", codes=result.tally["codes"], untyped=result.tally["untyped"],
             status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
-    assert result.idle_after_s is not None and result.idle_after_s < 0.5, result.after
+    assert result.idle_after_s is not None and result.idle_after_s < 2 * baseline, (result.after, baseline)
 
 
-async def test_without_a_deadline_the_default_cap_stops_the_request(channel, probe):
+async def test_without_a_deadline_the_default_cap_stops_the_request(channel, probe, baseline):
     requests = [stream(f"cap-{i}", LONG) for i in range(4)]
     result = await deadlines(channel, requests, probe, deadline_s=DEFAULT_CAP_S, client_deadline=False)
     figures("default cap 2 s", codes=result.tally["codes"], untyped=result.tally["untyped"],
             status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
     assert all(f"passed its deadline of {DEFAULT_CAP_S:g} s" in r.message for r in result.records)
-    assert result.status_after_deadline_p99_s < 0.5
-    assert result.idle_after_s is not None and result.idle_after_s < 0.5, result.after
+    assert result.status_after_deadline_p99_s < 2 * baseline, (result.status_after_deadline_p99_s, baseline)
+    assert result.idle_after_s is not None and result.idle_after_s < 2 * baseline, (result.after, baseline)

@@ -18,5 +18,9 @@ class Backend(Protocol):
         ...
 
     async def ready_replicas(self) -> dict[str, int]:
-        """Ready (health-checked) replicas per model name."""
+        """Ready (health-checked) replicas per model name: the set a call can be routed to."""
+        ...
+
+    async def replicas_changed(self, timeout_s: float) -> None:
+        """Returns when the replica set may have changed, or after `timeout_s`."""
         ...

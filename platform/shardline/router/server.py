@@ -41,6 +41,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DRAIN_POLL_S = 0.05
 SETTLE_S = 0.1
 """A call accepted just before the listener closed may not be counted in flight yet."""
+FIRST_VIEW_TIMEOUT_S = 30.0
 FLUSH_S = 0.5
 """After the last call ends: time for its final status to go out; health Watch calls
 (which never end by themselves) are cancelled then."""
@@ -89,7 +90,7 @@ class RouterServer:
         self.port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"router cannot bind {cfg.host}:{cfg.port}")
-        await self._set_health({m.name: 0 for m in self._spec.models})
+        await self._set_health(await self._first_view())
         if any(m.compression and m.compression.policy == "extractive" for m in self._spec.models):
             await asyncio.to_thread(self._embed, ["warm up"])  # load the sentence model before serving
         await server.start()
@@ -137,13 +138,25 @@ class RouterServer:
         await self._set_health(ready)
         return ready
 
+    async def _first_view(self) -> dict[str, int]:
+        """Readiness before the port opens: a call accepted before it was known would be
+        refused as "no ready replica" while Serve has replicas for it (a new router
+        replica of a rolling update takes calls as soon as it listens)."""
+        try:
+            return await asyncio.wait_for(self._backend.ready_replicas(), FIRST_VIEW_TIMEOUT_S)
+        except Exception:  # the health loop keeps trying; start NOT_SERVING meanwhile
+            logger.exception("router could not read replica readiness before serving")
+            return {m.name: 0 for m in self._spec.models}
+
     async def _health_loop(self) -> None:
+        """Re-reads readiness whenever the backend says the replica set changed, and at
+        least every `router.health_period_s`."""
         while True:
+            await self._backend.replicas_changed(self._spec.router.health_period_s)
             try:
                 await self.refresh_health()
             except Exception:  # a flaky control plane must not kill the loop
                 logger.exception("router health refresh failed")
-            await asyncio.sleep(self._spec.router.health_period_s)
 
     async def _set_health(self, ready: dict[str, int]) -> None:
         self.servicer.ready = dict(ready)

@@ -16,6 +16,7 @@ from ray.serve import Application
 
 from shardline.serve.backend import llm_deployment_name
 from shardline.serve.llm_server import LLMServer
+from shardline.serve.replica_set import request_router_config
 from shardline.serve.router_replica import RouterReplica
 from shardline.spec.model import DeploymentSpec, ModelSpec, RolloutSpec
 
@@ -93,6 +94,8 @@ def llm_deployment(model: ModelSpec, rollout: RolloutSpec = RolloutSpec(), route
         # has returned, so these bound steady-state checks, not start-up.
         health_check_period_s=model.health.period_s,
         health_check_timeout_s=model.health.timeout_s,
+        # The router's readiness follows the replica set Serve routes to (replica_set.py).
+        request_router_config=request_router_config(),
         **rollout_options(rollout),
         **scaling,
     )

@@ -1,4 +1,9 @@
-"""The router's backend over Ray Serve: DeploymentHandle streams and replica readiness."""
+"""The router's backend over Ray Serve: DeploymentHandle streams and replica readiness.
+
+Readiness is the replica set Serve pushes to this process's handles (serve/replica_set.py);
+`serve.status()` is asked only for a model whose handle has not heard from Serve yet
+(the first moments of a new router replica).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from shardline.engine.protocol import GenerationDelta, GenerationRequest
 from shardline.errors import ReplicaLost, RequestError, ResourceExhausted, root_cause
+from shardline.serve.replica_counts import COUNTS
 
 
 def llm_deployment_name(model: str) -> str:
@@ -54,6 +60,22 @@ class ServeBackend:
                 responses.cancel()  # reaches the replica: its engine request is aborted
 
     async def ready_replicas(self) -> dict[str, int]:
+        live = {model: COUNTS.get(self._app, llm_deployment_name(model)) for model in self._streams}
+        if all(count is not None for count in live.values()):
+            return live
+        polled = await self._polled()
+        return {model: polled[model] if count is None else count for model, count in live.items()}
+
+    async def replicas_changed(self, timeout_s: float) -> None:
+        event = COUNTS.listen()
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            COUNTS.unlisten(event)
+
+    async def _polled(self) -> dict[str, int]:
         status = await asyncio.to_thread(serve.status)
         app = status.applications.get(self._app)
         deployments = app.deployments if app else {}
