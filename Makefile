@@ -6,7 +6,7 @@ MODELS := .cache/models
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install models train-models demo test test-unit protos schema engine-args bench clean
+.PHONY: install models train-models demo test test-unit drills protos schema engine-args bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test: models
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/router
+
+# Every fault drill at full size (minutes; `make test` runs bounded versions).
+drills: models
+	$(BIN)/python bench/faults.py
 
 protos: $(STAMP)
 	$(BIN)/python -m shardline.rpc_codegen

@@ -4,10 +4,12 @@
     .venv/bin/python bench/faults.py --scenario replica_kill --requests 400
 
 Starts an embedded Ray cluster and deploys `deployments/faults.yaml` (two
-replicas: kills, engine death, stuck engine) and a one-replica variant with
-bounded queues and a 2 s default deadline (overload, cancel storm, deadlines).
+replicas: kills, engine death, stuck engine), a one-replica variant with
+bounded queues and an 8 s default deadline (overload, cancel storm, deadlines),
+and a two-replica variant with 100% surge that goes through its whole life:
+a rolling update, a failing update, then `shardline down` with live streams.
 Each scenario is a drill from `shardline.faults` (the tests run the same ones at
-bounded sizes). Prints one table row per phase (verdict counts, untyped statuses,
+bounded sizes: `make test`; these full sizes: `make drills`). Prints one table row per phase (verdict counts, untyped statuses,
 latency) and each scenario's own figures; writes bench/results/faults.json.
 LOST and CORRUPT must be 0 in every row.
 """
@@ -22,22 +24,26 @@ from pathlib import Path
 
 import grpc
 import yaml
+from ray import serve
 from stack import DEPLOY_TIMEOUT_S, ROOT
 
 from shardline.client import make_request
 from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
+from shardline.faults.drain import drain_under_load
 from shardline.faults.overload import overload
 from shardline.faults.probes import serve_probe
 from shardline.faults.replica_health import all_engines_dead, engine_death, stuck_replica
 from shardline.faults.replica_kill import replica_kill
+from shardline.faults.rolling_update import rolling_update
 from shardline.faults.workload import greedy_batch, prompts
 from shardline.outcomes import table
 from shardline.serve import lifecycle
 from shardline.spec import validate_spec
 
-ONGOING, QUEUED, DEFAULT_CAP_S = 8, 4, 2.0
-LONG = 1500  # tokens: far past any deadline here
+ONGOING, QUEUED, DEFAULT_CAP_S = 8, 4, 8.0
+LONG, MAX_MODEL_LEN = 12000, 12288  # tokens: far past any deadline here (tests/integration/test_faults_load.py)
+FAILING_UPDATE_WAIT_S = 60.0
 
 
 def two_replicas(base: dict) -> dict:
@@ -46,11 +52,37 @@ def two_replicas(base: dict) -> dict:
 
 def one_replica(base: dict) -> dict:
     """Bounded queues and a short default deadline, so load figures mean one replica."""
-    model = {**base["models"][0], "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED,
-                                                "target_ongoing_requests": 1}}
+    model = {**base["models"][0], "max_model_len": MAX_MODEL_LEN,
+             "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED, "target_ongoing_requests": 1}}
     return {**base, "name": base["name"] + "-load", "models": [model],
             "router": {**base["router"], "limits": {"default_deadline_s": DEFAULT_CAP_S}},
             "telemetry": {"exporter": "off", "metrics": False}}
+
+
+def updatable(base: dict) -> dict:
+    """100% surge: each old replica serves until its replacement is ready."""
+    return {**base, "name": base["name"] + "-update", "rollout": {"drain_timeout_s": 30.0, "surge_percent": 100}}
+
+
+def with_model(data: dict, **fields) -> dict:
+    return {**data, "models": [{**data["models"][0], **fields}]}
+
+
+def update_scenarios(args) -> dict:
+    """In this order: the app ends with `down`."""
+    def update(d, **fields):
+        spec = validate_spec(with_model(d.spec, **fields))
+        wait_s = FAILING_UPDATE_WAIT_S if "max_model_len" in fields else DEPLOY_TIMEOUT_S
+        return rolling_update(d.target, d.model, lambda: lifecycle.deploy(spec, wait_s),
+                              concurrency=args.concurrency // 2, max_tokens=args.max_tokens)
+
+    return {
+        "rolling_update": lambda d: update(d, env={"SHARDLINE_ROLLOUT": "v2"}),
+        # vLLM refuses a max_model_len beyond the model's 16384 positions: every new replica fails.
+        "failing_update": lambda d: update(d, max_model_len=20000),
+        "down": lambda d: drain_under_load(d.target, d.model, lambda: lifecycle.undeploy(d.app),
+                                           streams=args.concurrency, max_tokens=4 * args.max_tokens),
+    }
 
 
 def replica_scenarios(args) -> dict:
@@ -85,7 +117,7 @@ def load_scenarios(args) -> dict:
     }
 
 
-GROUPS = [(two_replicas, replica_scenarios), (one_replica, load_scenarios)]
+GROUPS = [(two_replicas, replica_scenarios), (one_replica, load_scenarios), (updatable, update_scenarios)]
 
 
 @dataclasses.dataclass
@@ -93,6 +125,7 @@ class Target:
     target: str
     app: str
     model: str
+    spec: dict
 
 
 def _plain(result) -> dict:
@@ -128,9 +161,10 @@ def main() -> None:
         chosen = {k: v for k, v in scenarios(args).items() if not args.scenario or k in args.scenario}
         if not chosen:
             continue
-        spec = validate_spec(variant(base))
+        data = variant(base)
+        spec = validate_spec(data)
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        target = Target(endpoint.target, spec.name, spec.models[0].name)
+        target = Target(endpoint.target, spec.name, spec.models[0].name, data)
         try:
             for name, run in chosen.items():
                 results[name] = asyncio.run(run(target))
@@ -138,7 +172,8 @@ def main() -> None:
                 figures = {k: v for k, v in results[name].items() if not isinstance(v, dict)}
                 print(f"{name}: {json.dumps(figures, default=str)}", flush=True)
         finally:
-            lifecycle.undeploy(spec.name)
+            if spec.name in serve.status().applications:
+                lifecycle.undeploy(spec.name)
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str))

@@ -80,9 +80,12 @@ def test_a_rolling_update_under_load_fails_no_request(app):
     assert result["update_error"] == ""
     for group in ("client_retry", "no_client_retry"):
         assert_nothing_lost(result[group])
-    retried = result["client_retry"]
-    assert retried["requests"] > 0
-    assert retried["verdicts"]["OK"] + retried["verdicts"]["OK_AFTER_RETRY"] == retried["requests"], retried
+    # Old replicas serve until their replacements are ready, and the router follows
+    # Serve's replica set: every call succeeds, with or without a client retry policy.
+    for group in ("client_retry", "no_client_retry"):
+        counts = result[group]
+        assert counts["requests"] > 0
+        assert counts["verdicts"]["OK"] == counts["requests"], (group, counts)
 
 
 def test_a_failing_update_leaves_the_old_version_serving(app):
@@ -95,8 +98,7 @@ def test_a_failing_update_leaves_the_old_version_serving(app):
     assert "DeployError" in result["update_error"]
     for group in ("client_retry", "no_client_retry"):
         assert_nothing_lost(result[group])
-        v = result[group]["verdicts"]
-        assert v["OK"] + v["OK_AFTER_RETRY"] == result[group]["requests"], result[group]
+        assert result[group]["verdicts"]["OK"] == result[group]["requests"], (group, result[group])
     deployment = serve.status().applications[APP].deployments[llm_deployment_name(MODEL)]
     assert running_replicas(deployment) == 2  # the old ones, still serving
 
@@ -110,8 +112,12 @@ def test_down_drains_live_streams_and_refuses_new_calls(app):
     live, probes = result["live"], result["probes"]
     assert_nothing_lost(live)
     assert live["verdicts"]["OK"] == 16, live
-    assert result["not_serving_s"] is not None and result["not_serving_s"] < 2.0
+    # Orderings within this one drain, not seconds from a quiet machine: the router
+    # said NOT_SERVING before its live streams ended, refused a new call faster than
+    # it gave a live stream its first token, and `down` returned without waiting out
+    # the drain timeout once the streams were done.
+    assert result["not_serving_s"] is not None and result["not_serving_s"] < result["drain_s"], result
     assert_nothing_lost(probes)
     assert set(probes["codes"]) <= {"OK", "UNAVAILABLE"}, probes["codes"]
-    assert probes["reject_p99_s"] < 0.5
-    assert result["stop_s"] < DRAIN_TIMEOUT_S
+    assert probes["reject_p99_s"] < live["ttft_p50_s"], (probes["reject_p99_s"], live["ttft_p50_s"])
+    assert result["stop_s"] - result["drain_s"] < DRAIN_TIMEOUT_S, result
