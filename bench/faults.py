@@ -55,7 +55,7 @@ def one_replica(base: dict) -> dict:
     model = {**base["models"][0], "max_model_len": MAX_MODEL_LEN,
              "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED, "target_ongoing_requests": 1}}
     return {**base, "name": base["name"] + "-load", "models": [model],
-            "router": {**base["router"], "limits": {"default_deadline_s": DEFAULT_CAP_S}},
+            "router": {**base["router"], "limits": {"default_deadline_s": DEFAULT_CAP_S, "max_tokens": LONG}},
             "telemetry": {"exporter": "off", "metrics": False}}
 
 

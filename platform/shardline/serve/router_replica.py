@@ -46,6 +46,7 @@ class RouterReplica:
             "port": self._server.port,
             "http_port": self._server.http_port,
             "in_flight": self._server.servicer.in_flight,
+            "model_in_flight": dict(self._server.servicer.pipeline.capacity.in_flight),
             "metrics_port": self._metrics_port,
         }
 
