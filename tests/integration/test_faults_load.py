@@ -160,7 +160,7 @@ async def test_a_full_model_gives_retry_advice_over_grpc_and_http(app, channel, 
     await router.endpoint.remote()  # the handle's first call is slow; not inside the window below
     busy = [stub.GenerateStream(stream(f"busy-{i}", LONG), timeout=30) for i in range(LIMIT)]
     try:
-        # The app's default cap (2 s) ends the busy calls soon: check while they are
+        # The app's default cap ends the busy calls within seconds: check while they are
         # admitted, without waiting for their first tokens on a busy CPU. (Asked of the
         # router: the replica, full, would answer a stats call only once a slot frees.)
         await eventually_async(lambda: all_admitted(router), timeout_s=60, message=f"{LIMIT} busy calls admitted")
