@@ -3,7 +3,7 @@ router, scored by the outcome-accounting harness (shardline.outcomes).
 
 A replica whose engine died or stalled goes out of service and exits; here its
 exit is `ReplicaSetBackend.kill`, which ends its streams the way Ray does when a
-replica process dies. tests/integration/test_faults_health.py does the same to
+replica process dies. tests/integration/test_faults_replicas.py does the same to
 real vLLM engine processes (SIGKILL, SIGSTOP).
 """
 

@@ -1,5 +1,6 @@
-"""Replica health on the real stack: kill (SIGKILL) every vLLM EngineCore process of
-a model, then one replica's, then stop (SIGSTOP) one, while greedy streams run.
+"""Replica failures on the real stack, on one app of two kv-small replicas: SIGKILL a
+replica process while 200 streams run, then kill (SIGKILL) every vLLM EngineCore
+process of the model, then one replica's, then stop (SIGSTOP) one.
 
 Two kv-small replicas with a 1 s health period and a 2 s probe timeout. Nothing
 may be lost or corrupted: with no replica left the router's grpc.health says
@@ -7,7 +8,9 @@ NOT_SERVING, in-flight streams end typed at once and new calls get UNAVAILABLE,
 then SERVING again once Serve has replaced them; streams cut on one broken
 replica resume on the other and match a fault-free pass token for token, and the
 broken replica leaves within seconds. The scenarios live in
-`shardline.faults.replica_health` (`bench/faults.py` runs longer versions).
+`shardline.faults.replica_kill` and `shardline.faults.replica_health` (`bench/faults.py`
+runs longer versions). One app for all of them: each engine start costs a minute
+or more on two cores.
 """
 
 import asyncio
@@ -17,6 +20,7 @@ import yaml
 from conftest import ROOT, deployed
 
 from shardline.faults.replica_health import all_engines_dead, engine_death, stuck_replica
+from shardline.faults.replica_kill import replica_kill
 from shardline.faults.workload import greedy_batch, reference_tokens
 
 pytestmark = pytest.mark.integration
@@ -59,7 +63,24 @@ def _assert_nothing_lost(result):
     assert result["orphans"] == [], "processes of the broken replica outlived it"
 
 
-# In this order: each of the first two waits until Serve has replaced what it broke.
+# In this order: each of the first three waits until Serve has replaced what it broke.
+def test_killing_a_replica_mid_stream_loses_nothing(two_replicas):
+    """Requests that had no token yet are retried on the survivor; streams cut midway
+    are resumed there and match a fault-free pass token for token."""
+    result = asyncio.run(replica_kill(two_replicas.target, APP, MODEL, requests=200, concurrency=16,
+                                      max_tokens=48))
+    base, fault = result["baseline"], result["fault"]
+    print("replica kill:", {k: v for k, v in result.items() if k not in ("baseline", "fault")}, fault)
+    assert base["verdicts"]["OK"] == 200, base
+    v = fault["verdicts"]
+    assert v["LOST"] == v["CORRUPT"] == 0, fault["corrupt"]
+    assert fault["untyped"] == 0
+    assert v["OK"] + v["OK_AFTER_RETRY"] == 200, fault
+    assert fault["resumed_mid_stream"] > 0, "no stream was cut midway: the kill came too late"
+    assert result["engine_processes_gone_s"] is not None, "the killed replica left engine processes behind"
+    assert result["replaced_s"] is not None, "Serve did not replace the killed replica"
+
+
 def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_replicas):
     result = asyncio.run(all_engines_dead(two_replicas.target, APP, MODEL, streams=16))
     print("all engines dead:", {k: v for k, v in result.items() if k not in ("outage", "in_flight")},
