@@ -6,9 +6,19 @@ Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
 
 Draining (`drain`, run when Serve stops the router replica): NOT_SERVING on every
-service first, then the listeners close (connections get GOAWAY, so new calls end
-UNAVAILABLE at once, or reach another router replica sharing the port), live calls
-run to the end within the drain timeout, and whatever is left then is cancelled.
+service and new calls refused (UNAVAILABLE: nothing was generated, retry) first,
+then the listeners close (connections get GOAWAY, so new calls go to another router
+replica sharing the port, or end UNAVAILABLE at once), live calls run to the end
+within the drain timeout, and whatever is left then is cancelled.
+
+Why no call ends in the GOAWAY: once grpc.aio's `stop()` begins, gRPC core ends
+CANCELLED, without running a handler, every call still queued for one and every
+call that arrives before its client has read the GOAWAY (grpc/grpc#41785). A client
+sends such a call when a call of its own has just ended. So for QUIESCE_S before
+the GOAWAY no Inference call's status goes out (`hold_call_ends`): the next calls
+of those clients arrive in that time and are refused UNAVAILABLE behind the GOAWAY.
+A client that sends calls without waiting for its earlier ones can still meet that
+window; only the gRPC fix closes it for them.
 """
 
 from __future__ import annotations
@@ -39,8 +49,10 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DRAIN_POLL_S = 0.05
-SETTLE_S = 0.1
-"""A call accepted just before the listener closed may not be counted in flight yet."""
+QUIESCE_S = 0.1
+"""Before the GOAWAY: time for the next call of a client whose call ended just before
+the drain to arrive and be refused (a few ms on an idle machine), and for a call
+accepted just before the drain to be counted in flight."""
 FLUSH_S = 0.5
 """After the last call ends: time for its final status to go out; health Watch calls
 (which never end by themselves) are cancelled then."""
@@ -105,7 +117,7 @@ class RouterServer:
         return await self.drain(grace_s)
 
     async def drain(self, timeout_s: float) -> DrainReport:
-        """NOT_SERVING, stop accepting, let live calls finish within `timeout_s`, close."""
+        """NOT_SERVING, refuse new calls, GOAWAY, let live calls finish within `timeout_s`, close."""
         loop = asyncio.get_running_loop()
         began = loop.time()
         if self._health_task:
@@ -113,13 +125,9 @@ class RouterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._health.enter_graceful_shutdown()
-        self.servicer.pipeline.draining = True  # calls on connections opened before the close
+        self.servicer.pipeline.draining = True
         in_flight = self.servicer.in_flight
-        # Both doors stop accepting now; their grace outlasts ours, which decides below.
-        closing = [asyncio.create_task(self._server.stop(timeout_s + FLUSH_S))] if self._server else []
-        if self.http:
-            closing.append(asyncio.create_task(self.http.stop(timeout_s + FLUSH_S)))
-        await asyncio.sleep(min(SETTLE_S, timeout_s))
+        closing = await self._close_doors(timeout_s)
         while self.servicer.in_flight and loop.time() - began < timeout_s:
             await asyncio.sleep(DRAIN_POLL_S)
         cut = self.servicer.in_flight
@@ -131,6 +139,22 @@ class RouterServer:
         log("router drained in %.2f s: %d call(s) in flight, %d cut at the %.3g s drain timeout",
             report.seconds, report.in_flight, cut, timeout_s)
         return report
+
+    async def _close_doors(self, timeout_s: float) -> list[asyncio.Task]:
+        """Both doors stop accepting, after QUIESCE_S with every call's end held (see the
+        module docstring). Their grace outlasts the drain's, which decides when they close."""
+        self.servicer.hold_call_ends()
+        try:
+            await asyncio.sleep(min(QUIESCE_S, timeout_s))
+            closing = [asyncio.create_task(self._server.stop(timeout_s + FLUSH_S))] if self._server else []
+            if self.http:
+                closing.append(asyncio.create_task(self.http.stop(timeout_s + FLUSH_S)))
+            # The stop task's first step queues the GOAWAY on every connection (grpc core's
+            # shutdown_and_notify); a status sent after it reaches the client behind it.
+            await asyncio.sleep(0)
+        finally:
+            self.servicer.release_call_ends()
+        return closing
 
     async def refresh_health(self) -> dict[str, int]:
         ready = await self._backend.ready_replicas()
