@@ -2,9 +2,9 @@
 
 The one way a test waits for something to happen (no hand-written sleep loops): the
 condition is polled every `interval_s`; its first truthy value is returned; after
-`timeout_s` the test fails with `message` and the condition's last value. The
-timeouts are generous on purpose: they only bound a failure, so a busy machine
-waits longer instead of failing.
+`timeout_s` the test fails with `message` and the condition's last value (return
+`Not("why")` to say what was seen instead). The timeouts are generous on purpose:
+they only bound a failure, so a busy machine waits longer instead of failing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ from typing import Any
 
 TIMEOUT_S = 30.0
 INTERVAL_S = 0.01
+
+
+class Not:
+    """A falsy condition value that says what was seen; a failed wait quotes it."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return self.why
 
 
 def eventually(condition: Callable[[], Any], timeout_s: float = TIMEOUT_S, interval_s: float = INTERVAL_S,

@@ -5,7 +5,7 @@ import asyncio
 import itertools
 
 import pytest
-from waiting import eventually, eventually_async
+from waiting import Not, eventually, eventually_async
 
 
 def test_eventually_returns_the_first_truthy_value():
@@ -31,3 +31,8 @@ async def test_eventually_async_awaits_a_coroutine_condition_without_blocking_th
 async def test_eventually_async_fails_quoting_the_message_and_the_last_value():
     with pytest.raises(AssertionError, match=r"in flight 0: still not true after 0.05 s \(last value: 0\)"):
         await eventually_async(lambda: 0, timeout_s=0.05, message="in flight 0")
+
+
+def test_a_condition_can_say_what_it_saw_instead():
+    with pytest.raises(AssertionError, match=r"router serving: .* \(last value: status said DEPLOYING\)"):
+        eventually(lambda: Not("status said DEPLOYING"), timeout_s=0.05, message="router serving")
