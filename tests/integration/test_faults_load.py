@@ -10,7 +10,6 @@ same drills at larger sizes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from conftest import ROOT, deployed
 from ray import serve
+from waiting import eventually_async
 
 from shardline.client import make_request
 from shardline.errors import RETRY_PUSHBACK_TRAILER
@@ -80,11 +80,10 @@ def figures(name, **values):
 
 
 async def until_in_flight(router, n, timeout_s=1.5):
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout_s
-    while (await router.endpoint.remote())["in_flight"] < n:
-        assert loop.time() < give_up, f"fewer than {n} calls were admitted within {timeout_s} s"
-        await asyncio.sleep(0.01)
+    async def admitted():
+        return (await router.endpoint.remote())["in_flight"] >= n
+
+    await eventually_async(admitted, timeout_s=timeout_s, message=f"{n} calls admitted")
 
 
 def clean(counts):
