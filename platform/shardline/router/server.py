@@ -53,6 +53,11 @@ QUIESCE_S = 0.1
 """Before the GOAWAY: time for the next call of a client whose call ended just before
 the drain to arrive and be refused (a few ms on an idle machine), and for a call
 accepted just before the drain to be counted in flight."""
+QUIESCE_TURNS = 10
+"""The quiesce is slept in this many steps, each counted for at most twice its length:
+a stall of this process (a busy CPU) does not use it up while calls that arrived
+meanwhile still wait for the event loop (seen: 1 next call in 800 ended CANCELLED with
+a single 0.1 s sleep, on 2 cores running two test suites)."""
 FLUSH_S = 0.5
 """After the last call ends: time for its final status to go out; health Watch calls
 (which never end by themselves) are cancelled then."""
@@ -145,7 +150,7 @@ class RouterServer:
         module docstring). Their grace outlasts the drain's, which decides when they close."""
         self.servicer.hold_call_ends()
         try:
-            await asyncio.sleep(min(QUIESCE_S, timeout_s))
+            await _quiesce(min(QUIESCE_S, timeout_s))
             closing = [asyncio.create_task(self._server.stop(timeout_s + FLUSH_S))] if self._server else []
             if self.http:
                 closing.append(asyncio.create_task(self.http.stop(timeout_s + FLUSH_S)))
@@ -176,3 +181,13 @@ class RouterServer:
         overall = SERVING if all(ready.get(m.name) for m in self._spec.models) else NOT_SERVING
         await self._health.set(INFERENCE_SERVICE, overall)
         await self._health.set("", overall)
+
+
+async def _quiesce(seconds: float) -> None:
+    """Sleep for `seconds` of event-loop progress (see QUIESCE_TURNS)."""
+    loop = asyncio.get_running_loop()
+    step, progress = seconds / QUIESCE_TURNS, 0.0
+    while progress < seconds:
+        began = loop.time()
+        await asyncio.sleep(step)
+        progress += min(loop.time() - began, 2 * step)
