@@ -17,8 +17,9 @@ call that arrives before its client has read the GOAWAY (grpc/grpc#41785). A cli
 sends such a call when a call of its own has just ended. So for QUIESCE_S before
 the GOAWAY no Inference call's status goes out (`hold_call_ends`): the next calls
 of those clients arrive in that time and are refused UNAVAILABLE behind the GOAWAY.
-A client that sends calls without waiting for its earlier ones can still meet that
-window; only the gRPC fix closes it for them.
+That is a time margin, not a guarantee: a client slower than QUIESCE_S to send its
+next call, or one that sends calls without waiting for its earlier ones, can still
+meet the window; only the gRPC fix closes it for them.
 """
 
 from __future__ import annotations
