@@ -36,6 +36,8 @@ class FakeEngine:
         self.unfinished: set[str] = set()
         self.aborted: list[str] = []
         self.calls = 0
+        self.probes = 0
+        """Health probes the engine received."""
 
     def die(self) -> None:
         self.dead = True
@@ -91,6 +93,7 @@ class FakeEngine:
     async def check_health(self) -> None:
         if not self.started:
             raise RuntimeError("FakeEngine used before start()")
+        self.probes += 1
         await self._step(self.probe_s)
 
     def stats(self) -> EngineStats:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent import futures
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from waiting import Not, eventually
 
 
 def _value(v):
@@ -44,13 +44,13 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
 
     def trace(self, trace_id: str, until=lambda spans: True, timeout_s: float = 30.0) -> list[dict]:
         """Spans of `trace_id`, waiting until `until(spans)` holds (exports are batched)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def arrived():
             with self._lock:
                 spans = [s for s in self.spans if s["trace_id"] == trace_id]
-            if until(spans) or time.monotonic() > deadline:
-                return spans
-            time.sleep(0.2)
+            return (spans,) if until(spans) else Not(f"spans so far: {sorted(s['name'] for s in spans)}")
+
+        (spans,) = eventually(arrived, timeout_s=timeout_s, interval_s=0.2, message=f"spans of trace {trace_id}")
+        return spans
 
     def stop(self) -> None:
         self._server.stop(0)

@@ -13,11 +13,11 @@ The spec is the smallest that serves a trained model (kv-small, one worker).
 from __future__ import annotations
 
 import re
-import time
 
 import grpc
 import pytest
 from local_cluster import BIN, LocalCluster, start, stop
+from waiting import Not, eventually
 
 from shardline.client import Client
 
@@ -91,14 +91,14 @@ def test_rendered_serve_config_deploys_with_serve_deploy(cluster, tmp_path):
 
 
 def wait_for_router(cluster: LocalCluster, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def serving_target():
         run = cluster.run(str(BIN / "shardline"), "status", "--address", cluster.gcs, "--name", APP, timeout=120)
         found = re.search(r"^router\s+HEALTHY\s+1/1\s+(\S+)", run.stdout, re.M)
         if found and _serving(found.group(1)):
             return found.group(1)
-        time.sleep(3)
-    raise AssertionError(f"router not serving after {timeout_s} s:\n{run.stdout}\n{run.stderr}")
+        return Not(f"shardline status said:\n{run.stdout}\n{run.stderr}")
+
+    return eventually(serving_target, timeout_s=timeout_s, interval_s=3, message="router serving")
 
 
 def _serving(target: str) -> bool:

@@ -14,7 +14,6 @@ this app in the same run, or an ordering between two figures of the same drill.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -22,8 +21,8 @@ import grpc
 import httpx
 import pytest
 from conftest import ROOT, deployed
-from waiting import eventually_async
 from ray import serve
+from waiting import eventually_async
 
 from shardline.client import make_request
 from shardline.errors import RETRY_PUSHBACK_TRAILER

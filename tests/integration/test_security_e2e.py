@@ -8,7 +8,6 @@ logs, nor their spans (record_content is off by default).
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import ray
 from certs import make_pki
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from waiting import Not, eventually
 
 from shardline.client import Client, call_metadata, make_request, trace_id
 from shardline.serve import lifecycle
@@ -143,10 +143,9 @@ def test_no_prompt_text_in_router_or_replica_logs_or_spans(secured):
 def wait_for_spans(directory: Path, trace: str) -> str:
     """The text of every span file, once the router's and the replica's spans of
     `trace` are in (they are exported in batches)."""
-    deadline = time.monotonic() + SPAN_WAIT_S
-    while True:
+    def both_roles():
         roles = {s["resource"].get(attr.PROCESS_ROLE) for s in read_spans(str(directory)) if s["trace_id"] == trace}
-        if {"router", "replica"} <= roles:
-            return "".join(p.read_text() for p in directory.glob("spans-*.jsonl*"))
-        assert time.monotonic() < deadline, f"trace {trace}: spans of {sorted(roles)} only, in {directory}"
-        time.sleep(0.5)
+        return {"router", "replica"} <= roles or Not(f"spans of {sorted(roles, key=str)} only")
+
+    eventually(both_roles, timeout_s=SPAN_WAIT_S, interval_s=0.5, message=f"trace {trace} in {directory}")
+    return "".join(p.read_text() for p in directory.glob("spans-*.jsonl*"))

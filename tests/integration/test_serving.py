@@ -2,11 +2,11 @@
 
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -66,23 +66,16 @@ def _engine_stats(deployment):
     return deployment.replica().stats.remote().result()
 
 
-def _wait_for(predicate, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_client_cancel_aborts_the_engine_request(deployment):
     before = _engine_stats(deployment).aborted_requests
     with deployment.client() as client:
         call = client.stream(deployment.model, "Tell a long story", max_tokens=2000, **GREEDY)
         next(call), next(call)
         call.cancel()
-    assert _wait_for(lambda: _engine_stats(deployment).aborted_requests == before + 1)
-    assert _wait_for(lambda: _engine_stats(deployment).unfinished_requests == 0)
+    eventually(lambda: _engine_stats(deployment).aborted_requests == before + 1, interval_s=0.1,
+               message="the engine aborted the request")
+    eventually(lambda: _engine_stats(deployment).unfinished_requests == 0, interval_s=0.1,
+               message="no unfinished engine request")
 
 
 def test_deadline_aborts_the_engine_request(deployment):
@@ -90,8 +83,10 @@ def test_deadline_aborts_the_engine_request(deployment):
     with deployment.client() as client, pytest.raises(grpc.RpcError) as info:
         client.generate(deployment.model, "Tell a long story", max_tokens=2000, timeout=0.5, **GREEDY)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert _wait_for(lambda: _engine_stats(deployment).aborted_requests == before + 1)
-    assert _wait_for(lambda: _engine_stats(deployment).unfinished_requests == 0)
+    eventually(lambda: _engine_stats(deployment).aborted_requests == before + 1, interval_s=0.1,
+               message="the engine aborted the request")
+    eventually(lambda: _engine_stats(deployment).unfinished_requests == 0, interval_s=0.1,
+               message="no unfinished engine request")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from otlp_collector import OtlpCollector
+from waiting import eventually
 
 from shardline.client import Client, trace_id
 from shardline.telemetry import attributes as attr
@@ -80,13 +80,11 @@ def stop_node(proc: subprocess.Popen) -> None:
 
 
 def wait_port(port: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def listening():
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"port {port} not listening after {timeout_s} s")
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    eventually(listening, timeout_s=timeout_s, interval_s=0.5, message=f"port {port} listening")
 
 
 def ray_python(address: str, code: str) -> object:

@@ -6,19 +6,24 @@ tests/integration/test_faults_drain.py drains real deployments on vLLM.
 """
 
 import asyncio
-import time
+from collections import Counter
 
 import grpc
 import pytest
 from builders import make_request, make_spec
 from fakes import FakeEngine, LocalBackend, start_llm_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from waiting import eventually_async
 
 from shardline.outcomes import Plan, Verdict, drive, tally
 from shardline.router.server import RouterServer
+from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 PROMPT = "a b c d e f g h"
+DRAIN_TIMEOUT_S = 30.0
+"""Drains that must end on their own get this long: a drain that ends well before it
+was not held by its timeout, on any machine."""
 
 
 async def start_router(step_s=0.01, **overrides):
@@ -35,8 +40,7 @@ def streams(n, tokens, prefix="r"):
 
 
 async def started(records_by_id, n):
-    while len(records_by_id) < n:
-        await asyncio.sleep(0.005)
+    await eventually_async(lambda: len(records_by_id) >= n, message=f"{n} streams have a first token")
 
 
 async def test_drain_reports_not_serving_first_then_live_streams_finish_and_new_calls_are_unavailable():
@@ -48,39 +52,43 @@ async def test_drain_reports_not_serving_first_then_live_streams_finish_and_new_
         live = asyncio.create_task(drive(channel, Plan(streams(8, 100), concurrency=8),
                                          on_token=lambda r: seen.setdefault(r.request_id, r)))
         await started(seen, 8)
-        draining = asyncio.create_task(router.drain(10.0))
-        began = time.monotonic()
+        draining = asyncio.create_task(router.drain(DRAIN_TIMEOUT_S))
         assert (await watch.read()).status == NOT_SERVING
-        not_serving_s = time.monotonic() - began
+        tokens_at_not_serving = sorted(r.tokens for r in seen.values())
         newcomers = await drive(channel, Plan(streams(4, 4, prefix="new")))
+        tokens_at_newcomers_end = sorted(r.tokens for r in seen.values())
         records = await live
         report = await draining
-    assert not_serving_s < 0.1
+    # Orderings, not clock readings: NOT_SERVING came, and the newcomers were refused,
+    # while every live stream (100 tokens) was still running.
+    assert max(tokens_at_not_serving) < 100 and max(tokens_at_newcomers_end) < 100, tokens_at_newcomers_end
     counts = tally(records)
     assert counts["verdicts"]["OK"] == 8, counts
     assert [(r.verdict, r.code) for r in newcomers] == [(Verdict.REJECTED_RETRYABLE, "UNAVAILABLE")] * 4
-    assert all(r.e2e_s < 0.5 for r in newcomers), [r.e2e_s for r in newcomers]
     assert (report.in_flight, report.cut) == (8, 0)
-    assert report.seconds < 3.0  # the streams' own length (~1 s), not the 10 s timeout
+    # The drain lasted about as long as the streams it waited for (measured here), not its timeout.
+    longest_s = max(r.e2e_s for r in records)
+    assert report.seconds < 2 * longest_s + 1.0, (report.seconds, longest_s)
     assert engine.unfinished == set()
 
 
 async def test_drain_cuts_what_is_left_at_the_timeout():
-    router, engine, target = await start_router(step_s=0.05)
+    step_s, tokens = 0.05, 1000  # each stream needs 50 s of engine steps at least
+    router, engine, target = await start_router(step_s=step_s)
     async with grpc.aio.insecure_channel(target) as channel:
         seen = {}
-        live = asyncio.create_task(drive(channel, Plan(streams(4, 1000), concurrency=4),
+        live = asyncio.create_task(drive(channel, Plan(streams(4, tokens), concurrency=4),
                                          on_token=lambda r: seen.setdefault(r.request_id, r)))
         await started(seen, 4)
         report = await router.drain(0.5)
         records = await live
     assert (report.in_flight, report.cut) == (4, 4)
-    assert report.seconds < 1.5
+    assert report.seconds < tokens * step_s / 5  # ended at its timeout, long before the streams could
     counts = tally(records)
     assert counts["verdicts"]["LOST"] == counts["untyped"] == 0, counts
-    assert all(r.tokens > 0 and r.verdict is not Verdict.OK for r in records)
-    await asyncio.sleep(0.1)
-    assert engine.unfinished == set()  # cut streams abort their engine requests
+    assert all(0 < r.tokens < tokens and r.verdict is not Verdict.OK for r in records)
+    # Cut streams abort their engine requests.
+    await eventually_async(lambda: not engine.unfinished, message="engine requests of cut streams aborted")
 
 
 async def test_an_idle_router_drains_at_once_even_with_a_health_watch_open():
@@ -89,9 +97,9 @@ async def test_an_idle_router_drains_at_once_even_with_a_health_watch_open():
     async with grpc.aio.insecure_channel(target) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
         await watch.read()
-        report = await router.drain(10.0)
+        report = await router.drain(DRAIN_TIMEOUT_S)
     assert (report.in_flight, report.cut) == (0, 0)
-    assert report.seconds < 1.5
+    assert report.seconds < DRAIN_TIMEOUT_S / 3, report
 
 
 async def test_client_retries_unavailable_until_the_router_serves():
@@ -129,12 +137,39 @@ def test_retry_policy_is_checked_and_becomes_a_service_config():
         RetryPolicy(attempts=6)
 
 
+async def test_the_next_call_of_a_client_whose_call_ends_as_the_drain_begins_is_unavailable_not_cancelled():
+    """The drain race (server.py's docstring, grpc/grpc#41785): a client's call ends just
+    as the router begins to drain and its next call follows at once. Before the drain
+    held the end of every call until the GOAWAY had gone out, about one such next call
+    in five ended CANCELLED (gRPC core killed it unhandled); now it is refused
+    UNAVAILABLE, or served."""
+    codes = Counter()
+    for attempt in range(20):
+        router, _, target = await start_router(step_s=0.001)
+        async with grpc.aio.insecure_channel(target) as channel:
+            draining = None
+            first = make_request(prompt=PROMPT, max_tokens=3, request_id=f"first{attempt}")
+            async for chunk in pb_grpc.InferenceStub(channel).GenerateStream(first):
+                if chunk.finish_reason:
+                    draining = asyncio.create_task(router.drain(DRAIN_TIMEOUT_S))
+            (record,) = await drive(channel, Plan([make_request(prompt=PROMPT, max_tokens=3,
+                                                                request_id=f"next{attempt}")]))
+            codes[record.code] += 1
+            await draining
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
+
+
 @pytest.mark.parametrize("surge", [True, False], ids=["surge", "stop-first"])
 async def test_a_router_replaced_on_the_same_port_loses_no_call(surge):
-    """A rolling update of the router. Surge: the new one binds the port (SO_REUSEPORT)
-    while the old one serves, then the old one drains; nobody notices. Stop-first
-    (`surge_percent: 0`): the port is closed for a moment; the client's retry policy
-    covers it, a client without one sees UNAVAILABLE (never anything worse)."""
+    """A rolling update of the router under two clients that each send one call after
+    another, one with the client's RetryPolicy and one without. Surge: the new router
+    binds the port (SO_REUSEPORT) while the old one serves, then the old one drains.
+    Stop-first (`surge_percent: 0`): the old one drains, and the port is closed until
+    the new one has started. Either way every call of both clients ends OK or
+    UNAVAILABLE (refused before anything was generated: safe to retry), never
+    CANCELLED or worse; the retry policy rides out the switch, so its client usually
+    sees only OK, while the client without one sees UNAVAILABLE for the calls that
+    met the draining router or the closed port."""
     from shardline.client import RetryPolicy, channel_options
 
     old, engine, target = await start_router(step_s=0.002)
@@ -153,28 +188,34 @@ async def test_a_router_replaced_on_the_same_port_loses_no_call(surge):
                 if batch[0].code != "OK":
                     await asyncio.sleep(0.05)  # a client that got an error does not spin
 
+    async def each_client_served(more, by):
+        """Until each client has `more` OK calls beyond what it had now."""
+        had = {name: oks(batch) for name, batch in records.items()}
+        await eventually_async(lambda: all(oks(records[n]) >= had[n] + more for n in records),
+                               message=f"each client has {more} more OK calls ({by})")
+
     loads = [asyncio.create_task(load("retry", channel_options(RetryPolicy()))),
              asyncio.create_task(load("no_retry", channel_options(None)))]
-    await asyncio.sleep(0.3)
+    await each_client_served(3, by="the old router")
     if not surge:
         await old.drain(5.0)
-        await asyncio.sleep(0.3)  # the new router replica starting
+        await eventually_async(lambda: any(r.code == "UNAVAILABLE" for r in records["no_retry"]),
+                               message="the client without retries found the port closed")
     await new.start()
     await new.refresh_health()
-    await asyncio.sleep(0.2)
     if surge:
+        await each_client_served(3, by="both routers")
         await old.drain(5.0)
-    await asyncio.sleep(0.5)
+    await each_client_served(3, by="the new router")
     stop.set()
     await asyncio.gather(*loads)
     await new.stop(0)
     for name, batch in records.items():
         counts = tally(batch)
         assert counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0, (name, counts)
-    print("router switch over fakes:", surge, {name: tally(batch)["codes"] for name, batch in records.items()},
-          [(r.code, r.message, round(r.e2e_s, 3)) for b in records.values() for r in b if r.code not in ("OK", "UNAVAILABLE")])
-    # Known gap: about one full-suite run in three, one call that meets the old router
-    # just as it closes ends CANCELLED (not retried) instead of UNAVAILABLE.
-    failed = [r.code for r in records["retry"] if r.code != "OK"]
-    assert failed in ([], ["CANCELLED"]), tally(records["retry"])
-    assert {r.code for r in records["no_retry"]} <= {"OK", "UNAVAILABLE", "CANCELLED"}
+        assert {r.code for r in batch} <= {"OK", "UNAVAILABLE"}, (name, counts["codes"],
+                                                                  [(r.code, r.message) for r in batch if r.code != "OK"])
+
+
+def oks(batch):
+    return sum(r.code == "OK" for r in batch)

@@ -14,6 +14,7 @@ from builders import make_request, make_spec
 from fakes import FakeEngine, LocalBackend, start_llm_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from waiting import eventually_async
 
 from shardline.router.server import RouterServer
 from shardline.v1 import inference_pb2 as pb
@@ -136,10 +137,8 @@ async def test_client_cancel_aborts_the_engine_request():
         async for _ in call:
             break
         call.cancel()
-        for _ in range(200):
-            if s.engine.aborted and not s.engine.unfinished and s.router.servicer.in_flight == 0:
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: s.engine.aborted and not s.engine.unfinished and s.router.servicer.in_flight == 0,
+                               message="the engine request aborted and the router idle")
         assert len(s.engine.aborted) == 1 and not s.engine.unfinished
         assert s.router.servicer.in_flight == 0
 
@@ -148,10 +147,7 @@ async def test_client_deadline_aborts_the_engine_request():
     async with running_stack(step_s=0.01) as s:
         error = await rpc_error(s.stub.Generate(make_request(max_tokens=4000), timeout=0.3))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        for _ in range(200):
-            if s.engine.aborted:
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: s.engine.aborted, message="the engine request aborted")
         assert len(s.engine.aborted) == 1 and not s.engine.unfinished
 
 

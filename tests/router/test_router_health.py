@@ -13,6 +13,7 @@ import contextlib
 import pytest
 from builders import make_request, make_spec
 from fakes import FakeEngine, ReplicaSetBackend, serving, start_llm_server
+from waiting import eventually_async
 
 from shardline.engine.protocol import GenerationRequest
 from shardline.errors import EngineFailure, ReplicaLost
@@ -95,36 +96,25 @@ async def test_a_replica_whose_engine_died_fails_its_health_check_at_once():
         engines[0].die()
         with pytest.raises(EngineFailure, match="died"):
             await server.check_health()
-        loop = asyncio.get_running_loop()
-        began = loop.time()
+        probes = engines[0].probes
         with pytest.raises(EngineFailure, match="out of service"):
-            await server.check_health()  # remembered: no probe sent
-        assert loop.time() - began < 0.05
+            await server.check_health()
+        assert engines[0].probes == probes  # remembered: no probe sent
         with pytest.raises(ReplicaLost, match="out of service"):
             await anext(server.generate(GenerationRequest("late", PROMPT, max_tokens=4)))  # refused, retryable
-        await asyncio.sleep(0)
-        assert backend.dead == {0}  # and it left
+        await eventually_async(lambda: backend.dead == {0}, message="the out-of-service replica left")
 
 
 async def test_a_stalled_engine_is_detected_by_the_health_probe_and_its_streams_resumed():
     async with replica_set() as (backend, engines, channel):
-        loop = asyncio.get_running_loop()
-        hung_at = []
-
-        def hang():
-            engines[0].hang()
-            hung_at.append(loop.time())
-
         plan = Plan(requests(40), concurrency=16, reference=reference(40))
-        records = await drive(channel, plan, on_token=after_tokens(100, hang))
+        records = await drive(channel, plan, on_token=after_tokens(100, engines[0].hang))
         server = backend.servers[0]
     counts = tally(records)
+    # Undetected, the streams on the hung replica would hang until LOST: none is.
     assert_nothing_lost(counts, 40)
     assert backend.dead == {0} and "stalled" in server.failure
     assert any(r.verdict is Verdict.OK_AFTER_RETRY and r.resumed_tokens for r in records)
-    # Detected within a period and a probe timeout (plus slack for a busy machine);
-    # undetected, the streams on it would hang until LOST.
-    assert max(r.e2e_s for r in records) < 0.2 + 0.15 + 3.0
 
 
 async def test_a_slow_probe_on_a_busy_engine_passes():
@@ -145,7 +135,7 @@ async def test_a_slow_probe_on_an_idle_engine_means_stalled():
     server = await start_llm_server(spec.models[0], FakeEngine(spec.models[0], probe_s=0.2), leave=exits.append)
     with pytest.raises(EngineFailure, match=r"stalled: no token for any request in 0.05 s"):
         await server.check_health()
-    await asyncio.sleep(0)
+    await eventually_async(lambda: exits, message="the stalled replica left")
     assert len(exits) == 1 and "stalled" in exits[0]
 
 
@@ -159,15 +149,14 @@ async def test_the_router_stall_guard_resumes_a_stream_whose_replica_sends_nothi
     health = {"period_s": 600, "probe_timeout_s": 10, "timeout_s": 60, "stall_timeout_s": 0.2}
     async with replica_set(health=health) as (backend, engines, channel):
         engines[0].hang()
-        loop = asyncio.get_running_loop()
-        began = loop.time()
         # One at a time: round-robin sends each first to the hung replica, its retry to the other.
         records = await drive(channel, Plan(requests(4), concurrency=1, reference=reference(4)))
     counts = tally(records)
     assert_nothing_lost(counts, 4)
+    # Each retried once: the stall guard ended its wait (without it, each would wait
+    # for the default cap and end DEADLINE_EXCEEDED, as the next test shows).
     assert counts["verdicts"]["OK_AFTER_RETRY"] == 4
     assert all(r.retries == 1 and r.resumed_tokens == 0 for r in records)
-    assert loop.time() - began < 4 * 0.2 + 3.0
     assert backend.dead == set()  # the router does not kill replicas; Serve's checks do
 
 
@@ -190,18 +179,17 @@ async def test_a_retry_waiting_for_a_replica_ends_typed_when_the_model_has_none_
         engines[1].hang()  # takes the retry, never answers: like Serve's queue with no replica
 
         async def last_replica_gone():
-            await asyncio.sleep(0.2)
-            backend.kill(0)  # the first call's replica
-            await asyncio.sleep(0.2)
+            await eventually_async(lambda: backend.calls == [0], message="the call reached replica 0")
+            backend.kill(0)
+            await eventually_async(lambda: backend.calls == [0, 1], message="its retry reached replica 1")
             backend.ready = 0
             await backend.router.refresh_health()
 
-        loop = asyncio.get_running_loop()
-        began = loop.time()
         _, records = await asyncio.gather(last_replica_gone(), drive(channel, Plan(requests(1))))
+    # Ended by the health loop's news, not by a deadline (it has none but the default cap,
+    # and the replica never answers): no ready replica left, UNAVAILABLE.
     assert (records[0].verdict, records[0].code) == (Verdict.REJECTED_RETRYABLE, "UNAVAILABLE")
     assert "no ready replica left" in records[0].message
-    assert loop.time() - began < 2.0
 
 
 async def test_a_cut_stream_with_nowhere_to_resume_ends_aborted_with_its_tokens():

@@ -18,6 +18,7 @@ import pytest
 from builders import make_request, make_spec
 from certs import make_pki
 from fakes import FakeEngine, LocalBackend, start_llm_server
+from waiting import eventually_async
 
 from shardline.router import chat_template
 from shardline.router.server import RouterServer
@@ -157,8 +158,7 @@ async def test_unready_model_is_503_and_unknown_route_is_404():
 async def test_in_flight_limit_is_429():
     async with http_stack(step_s=0.05, limits={"max_concurrent_requests": 1}) as s:
         slow = asyncio.create_task(s.client.completions.create(model="tiny-llama", prompt="a", max_tokens=20))
-        while not s.router.servicer.in_flight:
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: s.router.servicer.in_flight, message="the slow request in flight")
         with pytest.raises(openai.RateLimitError) as info:
             await s.client.completions.create(model="tiny-llama", prompt="a")
         await slow
@@ -181,8 +181,7 @@ async def test_deadline_is_504_and_mid_stream_errors_end_the_stream():
 async def test_stop_drains_in_flight_requests_then_refuses_new_ones():
     async with http_stack(step_s=0.02) as s:
         slow = asyncio.create_task(s.client.completions.create(model="tiny-llama", prompt="a", max_tokens=20))
-        while not s.router.servicer.in_flight:
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: s.router.servicer.in_flight, message="the slow request in flight")
         await s.router.stop(5)
         reply = await slow
         with pytest.raises(openai.APIConnectionError):
@@ -197,11 +196,8 @@ async def test_disconnected_stream_aborts_the_engine_request():
         async for _ in stream:
             break
         await stream.close()
-        for _ in range(100):
-            if "gone" in s.engine.aborted:
-                break
-            await asyncio.sleep(0.02)
-    assert "gone" in s.engine.aborted and not s.engine.unfinished
+        await eventually_async(lambda: "gone" in s.engine.aborted, message="the disconnected stream's engine request aborted")
+    assert not s.engine.unfinished
 
 
 def auth_spec(tmp_path, **auth):

@@ -8,7 +8,6 @@ with the backlog.
 tests/integration/test_faults_load.py runs the drill on real vLLM.
 """
 
-import asyncio
 import contextlib
 
 import grpc
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from builders import make_request, make_spec
 from fakes import FakeEngine, SlottedBackend, serving, start_llm_server
+from waiting import eventually_async
 
 from shardline.errors import RETRY_PUSHBACK_TRAILER
 from shardline.faults.overload import overload
@@ -88,15 +88,14 @@ async def test_the_http_door_shares_the_limit_and_answers_429_with_retry_after()
     async with slotted_stack(ongoing=1, queued=1, step_s=0.01, http=True) as (router, backend, channel):
         stub = pb_grpc.InferenceStub(channel)
         busy = [stub.GenerateStream(make_request(prompt=PROMPT, max_tokens=1000)) for _ in range(2)]
-        while router.servicer.pipeline.capacity.in_flight["tiny-llama"] < 2:  # one streams, one waits
-            await asyncio.sleep(0.01)
+        capacity = router.servicer.pipeline.capacity
+        await eventually_async(lambda: capacity.in_flight["tiny-llama"] == 2, message="one call streams, one waits")
         async with httpx.AsyncClient() as http:
             reply = await http.post(f"http://127.0.0.1:{router.http_port}/v1/completions",
                                     json={"model": "tiny-llama", "prompt": PROMPT, "max_tokens": 4})
         for call in busy:
             call.cancel()
-        await asyncio.sleep(0.05)
-        assert router.servicer.pipeline.capacity.in_flight["tiny-llama"] == 0
+        await eventually_async(lambda: capacity.in_flight["tiny-llama"] == 0, message="cancelled calls give their slots back")
     assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
     error = reply.json()["error"]
     assert error["type"] == "rate_limit_error" and "its limit is 2" in error["message"]

@@ -6,9 +6,20 @@ Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
 
 Draining (`drain`, run when Serve stops the router replica): NOT_SERVING on every
-service first, then the listeners close (connections get GOAWAY, so new calls end
-UNAVAILABLE at once, or reach another router replica sharing the port), live calls
-run to the end within the drain timeout, and whatever is left then is cancelled.
+service and new calls refused (UNAVAILABLE: nothing was generated, retry) first,
+then the listeners close (connections get GOAWAY, so new calls go to another router
+replica sharing the port, or end UNAVAILABLE at once), live calls run to the end
+within the drain timeout, and whatever is left then is cancelled.
+
+Why no call ends in the GOAWAY: once grpc.aio's `stop()` begins, gRPC core ends
+CANCELLED, without running a handler, every call still queued for one and every
+call that arrives before its client has read the GOAWAY (grpc/grpc#41785). A client
+sends such a call when a call of its own has just ended. So for QUIESCE_S before
+the GOAWAY no Inference call's status goes out (`hold_call_ends`): the next calls
+of those clients arrive in that time and are refused UNAVAILABLE behind the GOAWAY.
+That is a time margin, not a guarantee: a client slower than QUIESCE_S to send its
+next call, or one that sends calls without waiting for its earlier ones, can still
+meet the window; only the gRPC fix closes it for them.
 """
 
 from __future__ import annotations
@@ -39,8 +50,15 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DRAIN_POLL_S = 0.05
-SETTLE_S = 0.1
-"""A call accepted just before the listener closed may not be counted in flight yet."""
+QUIESCE_S = 0.25
+"""Before the GOAWAY: time for the next call of a client whose call ended just before
+the drain to arrive and be refused, and for a call accepted just before the drain to
+be counted in flight. A few ms on an idle machine; with 0.1 s, 1 such call in 800
+still met the closing server on 2 cores at a load average of 20."""
+QUIESCE_TURNS = 10
+"""The quiesce is slept in this many steps, each counted for at most twice its length,
+so a stall of this process (a busy CPU) does not use it up while calls that arrived
+meanwhile still wait for the event loop."""
 FIRST_VIEW_TIMEOUT_S = 30.0
 FLUSH_S = 0.5
 """After the last call ends: time for its final status to go out; health Watch calls
@@ -106,7 +124,7 @@ class RouterServer:
         return await self.drain(grace_s)
 
     async def drain(self, timeout_s: float) -> DrainReport:
-        """NOT_SERVING, stop accepting, let live calls finish within `timeout_s`, close."""
+        """NOT_SERVING, refuse new calls, GOAWAY, let live calls finish within `timeout_s`, close."""
         loop = asyncio.get_running_loop()
         began = loop.time()
         if self._health_task:
@@ -114,13 +132,9 @@ class RouterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._health.enter_graceful_shutdown()
-        self.servicer.pipeline.draining = True  # calls on connections opened before the close
+        self.servicer.pipeline.draining = True
         in_flight = self.servicer.in_flight
-        # Both doors stop accepting now; their grace outlasts ours, which decides below.
-        closing = [asyncio.create_task(self._server.stop(timeout_s + FLUSH_S))] if self._server else []
-        if self.http:
-            closing.append(asyncio.create_task(self.http.stop(timeout_s + FLUSH_S)))
-        await asyncio.sleep(min(SETTLE_S, timeout_s))
+        closing = await self._close_doors(timeout_s)
         while self.servicer.in_flight and loop.time() - began < timeout_s:
             await asyncio.sleep(DRAIN_POLL_S)
         cut = self.servicer.in_flight
@@ -132,6 +146,22 @@ class RouterServer:
         log("router drained in %.2f s: %d call(s) in flight, %d cut at the %.3g s drain timeout",
             report.seconds, report.in_flight, cut, timeout_s)
         return report
+
+    async def _close_doors(self, timeout_s: float) -> list[asyncio.Task]:
+        """Both doors stop accepting, after QUIESCE_S with every call's end held (see the
+        module docstring). Their grace outlasts the drain's, which decides when they close."""
+        self.servicer.hold_call_ends()
+        try:
+            await _quiesce(min(QUIESCE_S, timeout_s))
+            closing = [asyncio.create_task(self._server.stop(timeout_s + FLUSH_S))] if self._server else []
+            if self.http:
+                closing.append(asyncio.create_task(self.http.stop(timeout_s + FLUSH_S)))
+            # The stop task's first step queues the GOAWAY on every connection (grpc core's
+            # shutdown_and_notify); a status sent after it reaches the client behind it.
+            await asyncio.sleep(0)
+        finally:
+            self.servicer.release_call_ends()
+        return closing
 
     async def refresh_health(self) -> dict[str, int]:
         ready = await self._backend.ready_replicas()
@@ -165,3 +195,13 @@ class RouterServer:
         overall = SERVING if all(ready.get(m.name) for m in self._spec.models) else NOT_SERVING
         await self._health.set(INFERENCE_SERVICE, overall)
         await self._health.set("", overall)
+
+
+async def _quiesce(seconds: float) -> None:
+    """Sleep for `seconds` of event-loop progress (see QUIESCE_TURNS)."""
+    loop = asyncio.get_running_loop()
+    step, progress = seconds / QUIESCE_TURNS, 0.0
+    while progress < seconds:
+        began = loop.time()
+        await asyncio.sleep(step)
+        progress += min(loop.time() - began, 2 * step)

@@ -6,12 +6,14 @@ limit) -> admission (and a slot per model: RESOURCE_EXHAUSTED with a
 replica) -> compression -> decoding plan -> replica calls. When the client
 cancels or its deadline passes, grpc.aio cancels this handler; closing the
 pipeline then cancels the replica call, which aborts the engine request.
+While the router drains, a call's status waits for the GOAWAY (`hold_call_ends`).
 With `router.auth`, the tenant is the one the bearer token belongs to; without
 it, the request's `tenant` field, else the `x-shardline-tenant` metadata value.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -40,6 +42,17 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder | None = None):
         self._spec = spec
         self.pipeline = Pipeline(spec, backend, embed)
+        self._ends = asyncio.Event()
+        self._ends.set()
+
+    def hold_call_ends(self) -> None:
+        """Until `release_call_ends`, an Inference call that is done waits before its
+        status goes out (`RouterServer.drain`: the GOAWAY must reach a client before
+        the end of its call does, or its next call races the closing server)."""
+        self._ends.clear()
+
+    def release_call_ends(self) -> None:
+        self._ends.set()
 
     @property
     def in_flight(self) -> int:
@@ -57,23 +70,25 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def GenerateStream(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
-        outcome, sent = Outcome(), 0
+        outcome, sent, error = Outcome(), 0, None
         try:
             async for delta in self._serve(request, context, outcome, "GenerateStream"):
                 sent += len(delta.token_ids)
                 yield _chunk(outcome, delta)
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
-            await _abort(context, exc, sent)
+            error = exc
+        await self._end(context, error, sent)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        text, token_ids, last, outcome = [], [], None, Outcome()
+        text, token_ids, last, outcome, error = [], [], None, Outcome(), None
         try:
             async for delta in self._serve(request, context, outcome, "Generate"):
                 text.append(delta.text)
                 token_ids.extend(delta.token_ids)
                 last = delta
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
-            await _abort(context, exc, 0)
+            error = exc
+        await self._end(context, error, 0)
         return pb.GenerateResponse(
             request_id=outcome.request_id,
             text="".join(text),
@@ -97,6 +112,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 for m in self._spec.models
             ]
         )
+
+    async def _end(self, context: grpc.aio.ServicerContext, error: Exception | None, tokens_sent: int) -> None:
+        """Where every Inference call ends: held while the router sends its GOAWAY."""
+        await self._ends.wait()
+        if error is not None:
+            await _abort(context, error, tokens_sent)
 
     async def _serve(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, outcome: Outcome, method: str
