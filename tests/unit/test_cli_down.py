@@ -107,5 +107,15 @@ def test_status_without_the_named_app_names_those_that_run(cluster, capsys):
                                        "shardline-bench (pass --name NAME, or the spec file)\n")
 
 
+def test_status_shows_the_application_a_spec_file_names(cluster, monkeypatch, capsys):
+    cluster.apps["shardline-bench"] = app("llm-tiny-llama")
+    monkeypatch.setattr(lifecycle, "router_endpoint", lambda name: lifecycle.Endpoint("10.0.0.1", 50061))
+    assert cli.main(["status", BENCH_SPEC]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "application shardline-bench: RUNNING"
+    assert out[3].split() == ["llm-tiny-llama", "HEALTHY", "1/1"]
+    assert out[4].split() == ["router", "HEALTHY", "1/1", "10.0.0.1:50061"]
+
+
 def test_the_cli_default_application_is_the_specs_default_name():
     assert cli.DEFAULT_APP == DeploymentSpec.model_fields["name"].default

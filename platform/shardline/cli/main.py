@@ -370,9 +370,9 @@ def cmd_status(args) -> int:
         return 1
     endpoint = lifecycle.router_endpoint(name)
     rows = []
-    for name, dep in sorted(app.deployments.items()):
+    for deployment, dep in sorted(app.deployments.items()):
         running = f"{running_replicas(dep)}/{sum(dep.replica_states.values())}"
-        rows.append((name, enum_value(dep.status), running, endpoint.target if name == "router" else ""))
+        rows.append((deployment, enum_value(dep.status), running, endpoint.target if deployment == "router" else ""))
     say(f"application {name}: {enum_value(app.status)}")
     if endpoint.http_base_url:
         say(f"OpenAI-compatible HTTP: {endpoint.http_base_url}")
