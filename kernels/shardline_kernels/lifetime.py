@@ -21,11 +21,13 @@ the GIL or stopped. What the kernel's rule asks of us:
   (were that thread to end, the engine would die at once: loud, not silent);
 - the parent may already have died before the child got here: checked right after
   setting, and then the child exits.
-Left uncovered: an engine core whose node goes away in the engine core's first
-seconds (while it imports and shakes hands, before vLLM loads plugins) waits in
-vLLM's handshake up to its 5 minute timeout (HANDSHAKE_TIMEOUT_MINS), with no model
-loaded and no worker started, then exits. (On a live node the raylet's
-process-group cleanup ends it.)
+Left uncovered: an engine core's start, while it imports vLLM (over 10 s on a busy
+2-core machine) and until its parent answers its handshake; only then does vLLM
+load plugins. If the parent dies in that window, the engine core waits for the
+answer up to vLLM's handshake timeout (5 minutes, HANDSHAKE_TIMEOUT_MINS) with no
+model loaded and no worker started, then exits (measured: still alive 330 s after
+its parent's SIGKILL). When only the replica dies, the raylet's process-group
+cleanup ends it at once; when the whole node goes away, nothing does.
 
 Only processes started through `multiprocessing` bind themselves: the replica (a
 Ray worker) and the workers of vLLM's Ray executor (Ray actors, which Ray stops
