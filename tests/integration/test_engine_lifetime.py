@@ -81,8 +81,8 @@ def test_the_vllm_processes_of_a_ray_node_die_with_it(tmp_path):
     spawned: set[int] = set()
     try:
         up = subprocess.run([sys.executable, "-m", "shardline.cli.main", "up", str(spec), "--address",
-                             f"127.0.0.1:{port}", "--timeout", "240"], env=env, capture_output=True, text=True,
-                            timeout=300)
+                             f"127.0.0.1:{port}", "--timeout", "540"], env=env, capture_output=True, text=True,
+                            timeout=600)
         assert up.returncode == 0, up.stderr[-3000:]
         [victim] = engine_processes(app, MODEL)
         vllm = (victim.engine_pid, *victim.worker_pids)
