@@ -6,11 +6,13 @@ import signal
 from builders import make_spec
 
 from shardline.cli import main as cli
+from shardline.serve import lifecycle
 
 
 def test_a_signal_to_up_drains_the_app_then_shuts_serve_down(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr("shardline.serve.lifecycle.undeploy", lambda app: calls.append(("undeploy", app)) or 1.5)
+    removal = lifecycle.Removal(1.5, routers=1, drained=1)
+    monkeypatch.setattr(lifecycle, "undeploy", lambda app: calls.append(("undeploy", app)) or removal)
     monkeypatch.setattr("ray.serve.shutdown", lambda: calls.append(("shutdown",)))
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
@@ -22,4 +24,4 @@ def test_a_signal_to_up_drains_the_app_then_shuts_serve_down(monkeypatch, capsys
         signal.signal(signal.SIGINT, previous[1])
     assert calls == [("undeploy", "shardline-test"), ("shutdown",)]
     out = capsys.readouterr().out
-    assert "draining (live streams get up to 12 s" in out and "removed after 1.5 s" in out
+    assert "draining (live streams get up to 12 s" in out and "removed after 1.5 s (live streams drained first)" in out

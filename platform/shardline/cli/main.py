@@ -14,6 +14,9 @@ import grpc
 from shardline.cli.output import printable, say, table, warn
 from shardline.errors import IntegrityError, ShardlineError
 
+DEFAULT_APP = "shardline"
+"""The application name of a spec without `name` (DeploymentSpec.name's default)."""
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -99,13 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_render_serve_config)
 
     p = sub.add_parser("down", help="drain and remove a deployment (live streams finish first)")
-    _address(p)
-    p.add_argument("--name", default="shardline", help="application name (spec's `name`)")
+    _application(p)
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="models, replicas, health and endpoint")
-    _address(p)
-    p.add_argument("--name", default="shardline", help="application name (spec's `name`)")
+    _application(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("generate", help="stream a completion to the terminal")
@@ -137,6 +138,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def _address(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded/local)")
+
+
+def _application(p: argparse.ArgumentParser) -> None:
+    """Which application a command acts on: a spec file's `name`, or --name."""
+    p.add_argument("spec", nargs="?", help="deployment spec: the application is its `name`")
+    p.add_argument("--name", help=f"application name (spec's `name`; default {DEFAULT_APP!r})")
+    _address(p)
+
+
+def application_name(args) -> str:
+    """The spec file's `name`, else --name, else the spec's default name."""
+    if args.spec is None:
+        return args.name or DEFAULT_APP
+    from shardline.spec import load_spec
+
+    name = load_spec(args.spec).name
+    if args.name and args.name != name:
+        raise ShardlineError(f"--name {args.name!r} is not the name in {args.spec} ({name!r}): give one of them")
+    return name
 
 
 def _router_access(p: argparse.ArgumentParser) -> None:
@@ -283,8 +303,7 @@ def _drain_and_shut_down(spec) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     say(f"{spec.name}: draining (live streams get up to {spec.rollout.drain_timeout_s:g} s; "
         "signal again to stop now)")
-    drained_s = lifecycle.undeploy(spec.name)
-    say(f"{spec.name}: removed after {drained_s:.1f} s")
+    say(removed_line(spec.name, lifecycle.undeploy(spec.name)))
     serve.shutdown()
 
 
@@ -313,29 +332,48 @@ def cmd_render_serve_config(args) -> int:
 def cmd_down(args) -> int:
     from shardline.serve import lifecycle
 
+    name = application_name(args)
     lifecycle.attach(args.address)
-    drained_s = lifecycle.undeploy(args.name)
-    say(f"{args.name}: removed after {drained_s:.1f} s (live streams drained first)")
+    try:
+        lifecycle.application_status(name)
+    except lifecycle.NoSuchApplication as exc:
+        warn(str(exc))
+        return 1
+    say(removed_line(name, lifecycle.undeploy(name)))
     return 0
 
 
-def cmd_status(args) -> int:
-    from ray import serve
+def removed_line(app: str, removal) -> str:
+    """What `undeploy` did, claiming a drain only where the routers confirmed one."""
+    if removal.routers is None:
+        drain = "its routers could not be asked to drain: live streams may have been cut"
+    elif removal.routers == 0:
+        drain = "no router replica was running: nothing to drain"
+    elif removal.drained == removal.routers:
+        drain = "live streams drained first"
+    else:
+        drain = (f"only {removal.drained} of {removal.routers} router replicas confirmed draining: "
+                 "streams on the others may have been cut")
+    return f"{app}: removed after {removal.seconds:.1f} s ({drain})"
 
+
+def cmd_status(args) -> int:
     from shardline.serve import lifecycle
     from shardline.serve.backend import enum_value, running_replicas
 
+    name = application_name(args)
     lifecycle.attach(args.address)
-    app = serve.status().applications.get(args.name)
-    if app is None:
-        warn(f"no application named {args.name!r} on this cluster")
+    try:
+        app = lifecycle.application_status(name)
+    except lifecycle.NoSuchApplication as exc:
+        warn(str(exc))
         return 1
-    endpoint = lifecycle.router_endpoint(args.name)
+    endpoint = lifecycle.router_endpoint(name)
     rows = []
-    for name, dep in sorted(app.deployments.items()):
+    for deployment, dep in sorted(app.deployments.items()):
         running = f"{running_replicas(dep)}/{sum(dep.replica_states.values())}"
-        rows.append((name, enum_value(dep.status), running, endpoint.target if name == "router" else ""))
-    say(f"application {args.name}: {enum_value(app.status)}")
+        rows.append((deployment, enum_value(dep.status), running, endpoint.target if deployment == "router" else ""))
+    say(f"application {name}: {enum_value(app.status)}")
     if endpoint.http_base_url:
         say(f"OpenAI-compatible HTTP: {endpoint.http_base_url}")
     say(table(["deployment", "health", "running", "endpoint"], rows))

@@ -66,7 +66,10 @@ class VLLMEngine:
 
         args = AsyncEngineArgs(**engine_kwargs(self._model, on_gpu), **vllm_tracing_args(configured()))
         # Engine start blocks for ~20 s (model load, worker spawn): keep the event
-        # loop free so Ray Serve's control calls to this replica are answered.
+        # loop free so Ray Serve's control calls to this replica are answered. The
+        # engine core is a child of this thread, and dies when it ends (kernels/
+        # shardline_kernels/lifetime.py): the loop's default executor keeps its
+        # threads as long as the replica lives.
         try:
             self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         except ValidationError as exc:  # vLLM's config classes: wrap (it does not pickle), keep only the reasons

@@ -132,28 +132,68 @@ def _router_view(app: str) -> tuple[Endpoint, dict[str, int]]:
     return Endpoint(info["host"], info["port"], info.get("http_port")), ready
 
 
-def undeploy(app: str) -> float:
-    """Drain and remove `app`; returns the seconds it took. Every router replica goes
-    NOT_SERVING and refuses new calls before any engine replica stops; then Serve
-    deletes the app: routers let their live streams finish (`rollout.drain_timeout_s`)
-    and the engine replicas keep serving those streams until they end."""
+@dataclass(frozen=True)
+class Removal:
+    """What `undeploy` did: how long it took and how many router replicas drained first."""
+
+    seconds: float
+    routers: int | None
+    """Router replicas running when the removal began; None: Serve could not tell."""
+    drained: int
+    """How many of them confirmed they were draining before Serve deleted the app."""
+
+
+class NoSuchApplication(ShardlineError):
+    """The cluster runs no application of that name."""
+
+
+def application_status(app: str):
+    """Serve's status of `app`; raises NoSuchApplication naming the Shardline applications that run."""
+    status = serve.status().applications.get(app)
+    if status is not None:
+        return status
+    running = shardline_applications()
+    found = (f"running: {', '.join(running)} (pass --name NAME, or the spec file)" if running
+             else "no Shardline application is running")
+    raise NoSuchApplication(f"no application named {app!r} on this cluster; {found}")
+
+
+def shardline_applications() -> list[str]:
+    """The Serve applications on the cluster that are Shardline deployments (they have our router)."""
+    apps = serve.status().applications
+    return sorted(name for name, app in apps.items() if ROUTER_DEPLOYMENT in app.deployments)
+
+
+def undeploy(app: str) -> Removal:
+    """Drain and remove `app`. Every router replica goes NOT_SERVING and refuses new
+    calls before any engine replica stops; then Serve deletes the app: routers let
+    their live streams finish (`rollout.drain_timeout_s`) and the engine replicas keep
+    serving those streams until they end. A router that cannot be asked to drain does
+    not keep the app alive: the app is deleted anyway (see `Removal.drained`)."""
     began = time.monotonic()
+    routers, drained = None, 0
     try:
-        drain_routers(app)
+        routers = _running_routers(app)
+        drained = drain_routers(app, routers)
     except Exception as exc:  # a dead or stuck router must not keep the app alive
         logger.warning("could not ask the routers of %s to drain first (%s: %s); deleting anyway",
                        app, type(exc).__name__, exc)
     serve.delete(app)
-    return time.monotonic() - began
+    return Removal(time.monotonic() - began, routers, drained)
 
 
-def drain_routers(app: str, timeout_s: float = DRAIN_CALL_TIMEOUT_S) -> int:
-    """Ask every running router replica of `app` to begin draining; returns how many
-    answered. A handle call reaches one replica of Serve's choosing, so it asks until
-    each has answered (with its replica id) or `timeout_s` passes."""
+def _running_routers(app: str) -> int:
     status = serve.status().applications.get(app)
     router = status.deployments.get(ROUTER_DEPLOYMENT) if status else None
-    expected = running_replicas(router) if router else 0
+    return running_replicas(router) if router else 0
+
+
+def drain_routers(app: str, expected: int, timeout_s: float = DRAIN_CALL_TIMEOUT_S) -> int:
+    """Ask each of the `expected` running router replicas of `app` to begin draining;
+    returns how many answered. A handle call reaches one replica of Serve's choosing,
+    so it asks until each has answered (with its replica id) or `timeout_s` passes."""
+    if not expected:
+        return 0
     handle = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=app)
     answered: set[str] = set()
     deadline = time.monotonic() + timeout_s
