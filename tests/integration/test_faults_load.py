@@ -14,6 +14,7 @@ this app in the same run, or an ordering between two figures of the same drill.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
