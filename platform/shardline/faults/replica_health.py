@@ -47,7 +47,9 @@ async def stuck_replica(target: str, app: str, model: str, **options) -> dict:
 async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, *, requests: int = 64,
                         concurrency: int = 16, max_tokens: int = 48, replace_timeout_s: float = 180.0,
                         reference: dict[str, list[int]] | None = None) -> dict:
-    """Signals the first replica's engine once a quarter of the batch's tokens arrived.
+    """Signals the first replica's engine once a quarter of the batch's tokens arrived
+    and more than half the streams in flight are midway (so the victim's are too, not
+    still queued on a slow replica: the drill must cut streams, not only calls).
 
     Figures (seconds from the signal): `left_s` until the replica process exited,
     `resumed_p50_s`/`resumed_max_s`: how long each stream cut on it waited for its
@@ -62,7 +64,7 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
     if len(victims) < 2:
         raise RuntimeError(f"need 2 live replicas of {model!r} with engines on this node; found {victims}")
     victim, replicas = victims[0], len(victims)
-    fault = _Fault(victim, sig, requests * max_tokens // 4)
+    fault = _Fault(victim, sig, requests * max_tokens // 4, concurrency // 2 + 1, max_tokens)
     try:
         async with grpc.aio.insecure_channel(target) as channel:
             records = await drive(channel, Plan(batch, concurrency=concurrency, reference=reference),
@@ -91,11 +93,14 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
 
 
 class _Fault:
-    """An on_token hook: signals the victim's engine once `after_tokens` tokens arrived,
-    and keeps, for each stream, its longest wait between two chunks after that."""
+    """An on_token hook: signals the victim's engine once `after_tokens` tokens arrived
+    and at least `midway` streams have some but not all of their `max_tokens`, and
+    keeps, for each stream, its longest wait between two chunks after that."""
 
-    def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int):
+    def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int, midway: int,
+                 max_tokens: int):
         self.victim, self.sig, self.after_tokens = victim, sig, after_tokens
+        self.midway, self.max_tokens = midway, max_tokens
         self.at: float | None = None
         self.left: asyncio.Task | None = None
         """Watches the victim replica's process from the moment of the signal."""
@@ -110,10 +115,13 @@ class _Fault:
             self._gap[rid] = max(self._gap.get(rid, 0.0), now - max(self._last[rid], self.at))
         self._last[rid] = now
         self._tokens[rid] = record.tokens
-        if self.at is None and sum(self._tokens.values()) >= self.after_tokens:
+        if self.at is None and sum(self._tokens.values()) >= self.after_tokens and self._midway() >= self.midway:
             os.kill(self.victim.engine_pid, self.sig)
             self.at = time.monotonic()
             self.left = asyncio.get_running_loop().create_task(gone_after((self.victim.replica_pid,), self.at, 30.0))
+
+    def _midway(self) -> int:
+        return sum(0 < tokens < self.max_tokens for tokens in self._tokens.values())
 
     def resume_gaps(self, records: list[Record]) -> list[float]:
         """Streams cut midway on the victim: how long each waited for its resumption."""

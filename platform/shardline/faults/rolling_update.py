@@ -21,6 +21,8 @@ from shardline.outcomes import Plan, Record, drive, tally
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 FAILED_PAUSE_S = 0.1
+CONNECT_FAILED = "failed to connect to all addresses"
+"""gRPC's own message when a channel has no connection: the call never left the client."""
 PROMPTS = [f"k{i} = v{(i * 7) % 13} ; k{(i * 5) % 11} = ?" for i in range(8)]
 
 
@@ -47,6 +49,12 @@ async def rolling_update(target: str, model: str, update: Callable[[], object], 
     for name, load in loads.items():
         records = await load
         result[name] = tally(records)
+        # The router replica being replaced closes its listener: a connection the kernel
+        # had queued on it is reset, and a channel without retries fails its calls fast
+        # until it reconnects (to the new router). Nothing reached a router: not the
+        # "no ready replica" refusal, which the router must never give here.
+        result[name]["connection_failures"] = sum(r.code == "UNAVAILABLE" and CONNECT_FAILED in r.message
+                                                  for r in records)
         result[name]["failed"] = [f"{r.request_id} {r.code} at {r.start_s:.1f} s: {r.message[:120]}"
                                   for r in records if r.code != "OK"][:10]
     return result
