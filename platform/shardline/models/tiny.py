@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,9 +19,10 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from shardline.models.cache import build_atomically, is_built
+
 RECIPE_VERSION = 1
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
-MARKER = ".shardline-tiny.json"
 
 
 @dataclass(frozen=True)
@@ -64,27 +63,10 @@ def build_tiny_models(directory: str | Path, force: bool = False) -> list[Path]:
     out = []
     for recipe in RECIPES:
         target = Path(directory) / recipe.name
-        if force or not is_built(target, recipe):
-            _build_atomically(recipe, target)
+        if force or not is_built(target, _fingerprint(recipe)):
+            build_atomically(target, _fingerprint(recipe), lambda staging, r=recipe: write_model(r, staging))
         out.append(target)
     return out
-
-
-def is_built(target: Path, recipe: TinyRecipe) -> bool:
-    marker = target / MARKER
-    return marker.is_file() and json.loads(marker.read_text()) == _fingerprint(recipe)
-
-
-def _build_atomically(recipe: TinyRecipe, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{recipe.name}-", dir=target.parent))
-    try:
-        write_model(recipe, staging)
-        (staging / MARKER).write_text(json.dumps(_fingerprint(recipe), sort_keys=True))
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_model(recipe: TinyRecipe, directory: Path) -> None:
