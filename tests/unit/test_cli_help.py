@@ -5,9 +5,9 @@ import pytest
 
 from shardline.cli.main import main
 
+TOP = "validate schema models keygen sign verify quantize eval up submit render down status generate trace demo"
 COMMANDS = {
-    (): ["validate", "schema", "models", "keygen", "sign", "verify", "quantize", "eval", "up", "submit",
-         "render", "down", "status", "generate", "trace", "demo"],
+    (): TOP.split(),
     ("models",): ["build-tiny", "train-tiny"],
     ("render",): ["serve-config"],
 }
@@ -15,8 +15,8 @@ COMMANDS = {
 
 def listed_commands(help_text: str) -> list[str]:
     """The names argparse lists under the COMMAND/ACTION/FORMAT heading (4-space indent)."""
-    return [line.split()[0] for line in help_text.splitlines()
-            if line.startswith("    ") and not line.startswith("     ")]
+    entries = [line for line in help_text.splitlines() if line.startswith("    ") and line[4] != " "]
+    return [line.split()[0] for line in entries]
 
 
 @pytest.mark.parametrize("group, commands", COMMANDS.items(), ids=["shardline", "models", "render"])
@@ -28,8 +28,8 @@ def test_group_help_lists_the_same_commands_in_the_same_order(group, commands, c
     assert listed_commands(capsys.readouterr().out) == commands
 
 
-LEAF_COMMANDS = [c for c in COMMANDS[()] if c not in ("models", "render")] + [
-    "models build-tiny", "models train-tiny", "render serve-config"]
+LEAF_COMMANDS = [c for c in COMMANDS[()] if c not in ("models", "render")]
+LEAF_COMMANDS += ["models build-tiny", "models train-tiny", "render serve-config"]
 
 
 @pytest.mark.parametrize("command", LEAF_COMMANDS)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shardline.cli.output import printable, say, table
+from shardline.models import tasks
 
 if TYPE_CHECKING:
     from shardline.client import Client
-    from shardline.models import tasks
     from shardline.spec.model import DeploymentSpec
 
 DEMO_CONTEXTS = (80, 250, 800)  # words of context before the question
@@ -69,12 +69,16 @@ def stream_to_terminal(client: Client, model: str, item: tasks.Item, context_wor
     return StreamResult(model, context_words, ttft or total, tokens, total, "".join(text), trace_id(call))
 
 
+def _table_row(r: StreamResult, item: tasks.Item) -> tuple:
+    right = "yes" if tasks.score(item, r.text) else "no"
+    return (r.model, r.context_words, r.ttft_s * 1000, r.tokens, r.tokens_per_s, r.text.strip(), item.answer, right)
+
+
 def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
     import ray
     from ray import serve
 
     from shardline.client import Client
-    from shardline.models import tasks
     from shardline.serve import lifecycle
 
     lifecycle.connect(None, spec)
@@ -90,13 +94,12 @@ def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
                     for m in spec.models:
                         r = stream_to_terminal(client, m.name, item, words)
                         results.append(r)
-                        right = "yes" if tasks.score(item, r.text) else "no"
-                        rows.append((m.name, words, r.ttft_s * 1000, r.tokens, r.tokens_per_s,
-                                     r.text.strip(), item.answer, right))
+                        rows.append(_table_row(r, item))
         say()
         say(table(["model", "context words", "TTFT ms", "tokens", "tokens/s", "answer", "expected", "right"], rows))
         if spec.telemetry.exporter == "file":
-            say(f"\nspan trees: shardline trace --last, or shardline trace TRACE_ID (store: {spec.telemetry.trace_dir})")
+            store = spec.telemetry.trace_dir
+            say(f"\nspan trees: shardline trace --last, or shardline trace TRACE_ID (store: {store})")
         return results
     finally:
         serve.shutdown()

@@ -101,8 +101,7 @@ def _drain_and_shut_down(spec) -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    say(f"{spec.name}: draining (live streams get up to {spec.rollout.drain_timeout_s:g} s; "
-        "signal again to stop now)")
+    say(f"{spec.name}: draining (live streams get up to {spec.rollout.drain_timeout_s:g} s; signal again to stop now)")
     say(removed_line(spec.name, lifecycle.undeploy(spec.name)))
     serve.shutdown()
 
@@ -152,8 +151,10 @@ def removed_line(app: str, removal) -> str:
     elif removal.drained == removal.routers:
         drain = "live streams drained first"
     else:
-        drain = (f"only {removal.drained} of {removal.routers} router replicas confirmed draining: "
-                 "streams on the others may have been cut")
+        drain = (
+            f"only {removal.drained} of {removal.routers} router replicas confirmed draining: "
+            "streams on the others may have been cut"
+        )
     return f"{app}: removed after {removal.seconds:.1f} s ({drain})"
 
 

@@ -27,8 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _router_access(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--token", default=os.environ.get("SHARDLINE_TOKEN"),
-                   help="bearer token when the router requires auth (default: SHARDLINE_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SHARDLINE_TOKEN"),
+        help="bearer token when the router requires auth (default: SHARDLINE_TOKEN)",
+    )
     p.add_argument("--ca", help="PEM CA bundle: connect with TLS and trust this CA")
     p.add_argument("--cert", help="PEM client certificate (mutual TLS; with --key)")
     p.add_argument("--key", help="PEM private key of --cert")
@@ -38,14 +41,15 @@ def client_options(args) -> dict:
     """`Client` keyword arguments from the --token/--ca/--cert/--key flags."""
     credentials = None
     if args.ca:
-        def read(path):
-            with open(path, "rb") as f:
-                return f.read()
-
         credentials = grpc.ssl_channel_credentials(
-            read(args.ca), args.key and read(args.key), args.cert and read(args.cert)
+            _read(args.ca), args.key and _read(args.key), args.cert and _read(args.cert)
         )
     return {"token": args.token, "credentials": credentials}
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def cmd_generate(args) -> int:
@@ -66,6 +70,8 @@ def cmd_generate(args) -> int:
             last = chunk
     say()
     if last is not None:
-        warn(f"[{last.finish_reason}; prompt {last.usage.prompt_tokens} tokens, "
-             f"completion {last.usage.completion_tokens} tokens; id {last.request_id}]")
+        warn(
+            f"[{last.finish_reason}; prompt {last.usage.prompt_tokens} tokens, "
+            f"completion {last.usage.completion_tokens} tokens; id {last.request_id}]"
+        )
     return 0
