@@ -6,7 +6,7 @@ MODELS := .cache/models
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install models train-models demo test test-unit drills protos schema engine-args bench clean
+.PHONY: install models train-models demo lint test test-unit drills protos schema engine-args bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,14 @@ train-models: $(STAMP)
 demo: models
 	$(BIN)/shardline demo deployments/demo.yaml
 
-test: models
+# ruff's settings are in pyproject.toml ([tool.ruff]); `ruff check --fix` and
+# `ruff format` apply what these two report.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Lint first: a style slip fails in seconds, not after the 20-minute suite.
+test: lint models
 	$(BIN)/python -m pytest -q tests
 
 test-unit: $(STAMP)

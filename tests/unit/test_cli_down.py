@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from shardline.cli import main as cli
+from shardline.cli import deploy
+from shardline.cli.main import main
 from shardline.serve import lifecycle
 from shardline.spec.model import DeploymentSpec
 
@@ -42,7 +43,7 @@ def cluster(monkeypatch):
 
 def test_down_without_the_named_app_names_those_that_run_and_removes_nothing(cluster, capsys):
     cluster.apps["shardline-bench"] = app("llm-tiny-llama")
-    assert cli.main(["down"]) == 1
+    assert main(["down"]) == 1
     err = capsys.readouterr().err
     assert err == ("no application named 'shardline' on this cluster; running: shardline-bench "
                    "(pass --name NAME, or the spec file)\n")
@@ -51,7 +52,7 @@ def test_down_without_the_named_app_names_those_that_run_and_removes_nothing(clu
 
 def test_down_says_when_no_shardline_application_runs(cluster, capsys):
     cluster.apps["someone-elses"] = SimpleNamespace(status="RUNNING", deployments={"web": None})
-    assert cli.main(["down", "--name", "shardline-bench"]) == 1
+    assert main(["down", "--name", "shardline-bench"]) == 1
     assert capsys.readouterr().err == (
         "no application named 'shardline-bench' on this cluster; no Shardline application is running\n")
     assert cluster.removed == []
@@ -59,14 +60,14 @@ def test_down_says_when_no_shardline_application_runs(cluster, capsys):
 
 def test_down_takes_the_application_name_from_a_spec_file(cluster, capsys):
     cluster.apps["shardline-bench"] = app("llm-tiny-llama")
-    assert cli.main(["down", BENCH_SPEC]) == 0
+    assert main(["down", BENCH_SPEC]) == 0
     assert cluster.removed == ["shardline-bench"]
     assert capsys.readouterr().out == "shardline-bench: removed after 1.5 s (live streams drained first)\n"
 
 
 def test_down_refuses_a_name_that_contradicts_the_spec_file(cluster, capsys):
     cluster.apps["shardline-bench"] = app("llm-tiny-llama")
-    assert cli.main(["down", BENCH_SPEC, "--name", "shardline"]) == 2
+    assert main(["down", BENCH_SPEC, "--name", "shardline"]) == 2
     assert "--name 'shardline' is not the name in" in capsys.readouterr().err
     assert cluster.removed == []
 
@@ -84,7 +85,7 @@ def test_down_refuses_a_name_that_contradicts_the_spec_file(cluster, capsys):
     ids=["all-drained", "some-drained", "not-asked", "no-router"],
 )
 def test_down_claims_a_drain_only_where_the_routers_confirmed_one(removal, claim):
-    assert cli.removed_line("app", removal) == f"app: removed after 2.0 s {claim}"
+    assert deploy.removed_line("app", removal) == f"app: removed after 2.0 s {claim}"
 
 
 def test_undeploy_deletes_even_when_the_routers_cannot_be_asked(monkeypatch):
@@ -102,7 +103,7 @@ def test_undeploy_deletes_even_when_the_routers_cannot_be_asked(monkeypatch):
 
 def test_status_without_the_named_app_names_those_that_run(cluster, capsys):
     cluster.apps.update({"shardline-bench": app("llm-tiny-llama"), "chat": app("llm-kv-small")})
-    assert cli.main(["status"]) == 1
+    assert main(["status"]) == 1
     assert capsys.readouterr().err == ("no application named 'shardline' on this cluster; running: chat, "
                                        "shardline-bench (pass --name NAME, or the spec file)\n")
 
@@ -110,7 +111,7 @@ def test_status_without_the_named_app_names_those_that_run(cluster, capsys):
 def test_status_shows_the_application_a_spec_file_names(cluster, monkeypatch, capsys):
     cluster.apps["shardline-bench"] = app("llm-tiny-llama")
     monkeypatch.setattr(lifecycle, "router_endpoint", lambda name: lifecycle.Endpoint("10.0.0.1", 50061))
-    assert cli.main(["status", BENCH_SPEC]) == 0
+    assert main(["status", BENCH_SPEC]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "application shardline-bench: RUNNING"
     assert out[3].split() == ["llm-tiny-llama", "HEALTHY", "1/1"]
@@ -118,4 +119,4 @@ def test_status_shows_the_application_a_spec_file_names(cluster, monkeypatch, ca
 
 
 def test_the_cli_default_application_is_the_specs_default_name():
-    assert cli.DEFAULT_APP == DeploymentSpec.model_fields["name"].default
+    assert deploy.DEFAULT_APP == DeploymentSpec.model_fields["name"].default

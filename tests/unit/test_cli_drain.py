@@ -5,7 +5,7 @@ import signal
 
 from builders import make_spec
 
-from shardline.cli import main as cli
+from shardline.cli import deploy
 from shardline.serve import lifecycle
 
 
@@ -16,7 +16,7 @@ def test_a_signal_to_up_drains_the_app_then_shuts_serve_down(monkeypatch, capsys
     monkeypatch.setattr("ray.serve.shutdown", lambda: calls.append(("shutdown",)))
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
-        cli._drain_and_shut_down(make_spec(rollout={"drain_timeout_s": 12}))
+        deploy._drain_and_shut_down(make_spec(rollout={"drain_timeout_s": 12}))
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # a second SIGTERM ends it now
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
