@@ -1,4 +1,9 @@
-"""The README's Python examples run as written against the live deployment."""
+"""The Python examples in the README and docs/ run as written against the live deployment.
+
+Every ```python block in README.md and docs/*.md is one test, named after its file
+and its position there. Code that is not meant to run goes in a fence without the
+`python` tag.
+"""
 
 import os
 import re
@@ -8,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [(f"{doc.relative_to(ROOT).as_posix()}:{i}", code)
+          for doc in DOCS
+          for i, code in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S))]
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
 def test_readme_python_example_runs(deployment, code):
     env = {**os.environ, "SHARDLINE_TARGET": deployment.target, "SHARDLINE_HTTP_URL": deployment.http_url}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

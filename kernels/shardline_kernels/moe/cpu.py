@@ -2,7 +2,7 @@
 
 Same signature as `reference.fused_moe`. Pairs routed to experts of other ranks
 are never gathered or computed (the stock vLLM CPU kernel writes out of bounds on
-them, see the README's kernels section). Per local expert: gather its tokens,
+them, see kernels/README.md). Per local expert: gather its tokens,
 `act(x @ w13.T) @ w2.T` as two dense matmuls (oneDNN/MKL do the heavy lifting in
 bf16 or fp32), scale by the router weight and scatter-add into an fp32 output,
 so the top-k sum rounds once.

@@ -37,7 +37,7 @@ class ServeBackend:
     def __init__(self, app_name: str, handles: dict[str, DeploymentHandle]):
         self._app = app_name
         # `_by_reference=False`: Serve streams results over its replica gRPC channel
-        # instead of Ray object references: about 1.4x the throughput here (README).
+        # instead of Ray object references: about 1.4x the throughput here (bench/serving.py).
         self._streams = {name: h.options(stream=True, _by_reference=False) for name, h in handles.items()}
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
