@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 models: $(STAMP)
 	$(BIN)/shardline models build-tiny $(MODELS)
+	$(BIN)/shardline models build-pretrained $(MODELS)
 
 # Retrains the committed tiers in models/trained (minutes; CI never does this).
 train-models: $(STAMP)

@@ -1,4 +1,4 @@
-"""Commands on model artifacts: build and train the tiny models, sign and verify a
+"""Commands on model artifacts: build and train the tiny models, prepare the pretrained ones, sign and verify a
 model directory, quantize a checkpoint, measure accuracy through a running router."""
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("dir")
     t.add_argument("--tier", action="append", help="only this tier (repeatable)")
     t.set_defaults(func=cmd_train_tiny)
+    r = models.add_parser("build-pretrained", help="fetch, check and convert SmolLM2-135M-Instruct and Gemma 3 270M into DIR (cached)")
+    r.add_argument("dir")
+    r.add_argument("--force", action="store_true", help="rebuild even when present")
+    r.set_defaults(func=cmd_build_pretrained)
     _register_signing(sub)
 
     p = sub.add_parser("quantize", help="write an int8 (shardline-int8) copy of checkpoint SRC into DST")
@@ -51,6 +55,14 @@ def _register_signing(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir")
     p.add_argument("--public-key", required=True, help="base64 public key, or a file holding it")
     p.set_defaults(func=cmd_verify)
+
+
+def cmd_build_pretrained(args) -> int:
+    from shardline.models.pretrained import prepare_pretrained
+
+    for path in prepare_pretrained(args.dir, force=args.force):
+        say(str(path))
+    return 0
 
 
 def cmd_build_tiny(args) -> int:

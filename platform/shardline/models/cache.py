@@ -21,7 +21,8 @@ def marker(target: Path) -> Path:
 
 def is_built(target: Path, fingerprint: dict) -> bool:
     path = marker(target)
-    return target.is_dir() and path.is_file() and json.loads(path.read_text()) == fingerprint
+    # Compared as JSON: tuples in a fingerprint come back from the marker as lists.
+    return target.is_dir() and path.is_file() and json.loads(path.read_text()) == json.loads(json.dumps(fingerprint))
 
 
 def build_atomically(target: Path, fingerprint: dict, write: Callable[[Path], None]) -> None:

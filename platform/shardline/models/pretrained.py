@@ -99,7 +99,9 @@ def download_wheels(requirements: tuple[str, ...], into: Path) -> list[Path]:
     into.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
                "--only-binary", ":all:", "--dest", str(into), *requirements]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise IntegrityError(f"pip could not download {list(requirements)}: {done.stderr.strip()[-2000:]}")
     return sorted(into.glob("*.whl"))
 
 
@@ -122,7 +124,9 @@ def convert(gguf: Path, out: Path) -> None:
     """Dequantizes a GGUF into bf16 safetensors, tokenizer and chat template in `out`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The loaded weights are plain tensors already; only the marker that they came
