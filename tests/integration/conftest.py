@@ -21,7 +21,7 @@ from shardline.client import Client
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
-from shardline.serve.backend import llm_deployment_name
+from shardline.serve.deployment_handles import llm_deployment_name
 from shardline.spec import DeploymentSpec, load_spec, validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]

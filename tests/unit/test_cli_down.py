@@ -10,7 +10,7 @@ import pytest
 
 from shardline.cli import main as cli
 from shardline.serve import lifecycle
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 BENCH_SPEC = str(Path(__file__).resolve().parents[2] / "deployments" / "bench-tp1.yaml")
 

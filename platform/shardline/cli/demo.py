@@ -13,7 +13,7 @@ from shardline.client import Client, trace_id
 from shardline.models import tasks
 from shardline.models.evaluate import ANSWER_SAMPLING
 from shardline.serve import lifecycle
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 DEMO_CONTEXTS = (80, 250, 800)  # words of context before the question
 QUESTIONS_PER_CONTEXT = 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from shardline.engine.protocol import GenerationDelta, GenerationRequest
+from shardline.generation import GenerationDelta, GenerationRequest
 
 
 class Backend(Protocol):
