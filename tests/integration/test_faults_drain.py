@@ -16,7 +16,7 @@ import socket
 
 import pytest
 import yaml
-from conftest import DEPLOY_TIMEOUT_S, ROOT
+from live import DEPLOY_TIMEOUT_S, ROOT
 from ray import serve
 
 from shardline.faults.drain import drain_under_load

@@ -21,7 +21,7 @@ import time
 import grpc
 import httpx
 import pytest
-from conftest import ROOT, deployed
+from live import ROOT, deployed
 from ray import serve
 from waiting import eventually_async
 
