@@ -1,6 +1,6 @@
 """What the router needs from the replicas behind it.
 
-`serve/backend.py` implements it over Ray Serve DeploymentHandles; unit tests use
+`serve/deployment_handles.py` implements it over Ray Serve DeploymentHandles; unit tests use
 a fake engine behind the same protocol.
 """
 
