@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from stack import ROOT, deployed  # noqa: E402
 
 from shardline.client import Client  # noqa: E402
-from shardline.engine.protocol import TokenLogprob  # noqa: E402
+from shardline.generation import TokenLogprob  # noqa: E402
 from shardline.errors import ResourceExhausted  # noqa: E402
 from shardline.models import tasks  # noqa: E402
 from shardline.policies import uncertainty  # noqa: E402

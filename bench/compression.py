@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 
 from shardline.models import tasks
-from shardline.policies.compression import Options, Scorers, compress
+from shardline.policies.compression import EXTRACTIVE, SELF_INFORMATION, TRUNCATE_MIDDLE, Options, Scorers, compress
 from shardline.router.embedder import minilm_embed
 from shardline.router.scorers import token_counter
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCORER = ROOT / "models" / "trained" / "kv-small"
-POLICIES = ("truncate_middle", "extractive", "self_information")
+POLICIES = (TRUNCATE_MIDDLE, EXTRACTIVE, SELF_INFORMATION)
 RATIOS = (2, 4, 8, 16)
 
 
@@ -113,7 +113,7 @@ def summarise(cells) -> dict:
             "answer_retention": round(statistics.mean(r["answer"] for r in runs), 3),
             "ms_per_1k_tokens": round(statistics.median(r["ms_per_1k"] for r in runs), 2),
             "scoring_prefill_ms_per_1k": round(statistics.median(r["scoring_ms_per_1k"] for r in runs), 2)
-            if policy == "self_information" else 0.0,
+            if policy == SELF_INFORMATION else 0.0,
         })
     return {"rows": rows, "by_policy_ratio": by_policy_ratio(rows)}
 

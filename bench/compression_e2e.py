@@ -25,11 +25,12 @@ from compression import haystack  # noqa: E402
 from stack import ROOT, deployed  # noqa: E402
 
 from shardline.client import Client  # noqa: E402
+from shardline.policies.compression import EXTRACTIVE, NONE, TRUNCATE_MIDDLE  # noqa: E402
 from shardline.v1 import inference_pb2 as pb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SPEC = ROOT / "deployments" / "bench-policies.yaml"
-ARMS = ("none", "extractive", "truncate_middle")
+ARMS = (NONE, EXTRACTIVE, TRUNCATE_MIDDLE)
 
 
 def ttft(client: Client, prompt: str, policy: str) -> tuple[float, pb.GenerateChunk]:
@@ -60,7 +61,7 @@ def run(args) -> dict:
                   "sent_prompt_tokens": reports[arm].sent_prompt_tokens,
                   "original_prompt_tokens": reports[arm].original_prompt_tokens} for arm, v in samples.items()}
     for arm in ARMS:
-        rows[arm]["speedup_vs_none"] = round(rows["none"]["ttft_p50_ms"] / rows[arm]["ttft_p50_ms"], 2)
+        rows[arm]["speedup_vs_none"] = round(rows[NONE]["ttft_p50_ms"] / rows[arm]["ttft_p50_ms"], 2)
     return {"config": vars(args), "arms": rows, "samples_ms": samples}
 
 

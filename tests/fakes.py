@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
-import grpc
+from dataclasses import dataclass
+from typing import Any
 
-from shardline.engine.protocol import EngineInfo, EngineStats, GenerationDelta, GenerationRequest
+import grpc
+from builders import make_spec
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shardline.engine.protocol import EngineInfo, EngineStats
 from shardline.errors import InvalidArgument, ReplicaLost
-from shardline.serve.llm_server import LLMServer
+from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.router.server import RouterServer
-from shardline.spec.model import DeploymentSpec, ModelSpec
+from shardline.serve.llm_server import LLMServer
+from shardline.spec.deployment import DeploymentSpec, ModelSpec
+from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 
 class FakeEngine:
@@ -215,19 +223,66 @@ async def _pump(stream: AsyncIterator[GenerationDelta], queue: asyncio.Queue) ->
         queue.put_nowait(exc)
 
 
-@contextlib.asynccontextmanager
-async def serving(spec: DeploymentSpec, backend) -> AsyncIterator[tuple[RouterServer, grpc.aio.Channel]]:
-    """A real grpc.aio router on port 0 over `backend`, its health refreshed (so it
-    admits calls at once), and a channel to it; stopped afterwards."""
-    router = RouterServer(spec, backend)
+@dataclass
+class FakeStack:
+    """A real router (both doors when the spec sets `router.http_port`) over in-process
+    LLMServers on fake engines, and a gRPC channel to it."""
+
+    spec: DeploymentSpec
+    router: RouterServer
+    backend: Any
+    engines: dict[str, FakeEngine]
+    channel: grpc.aio.Channel
+
+    @property
+    def engine(self) -> FakeEngine:
+        """The first model's engine (most stacks serve one model)."""
+        return next(iter(self.engines.values()))
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.router.port}"
+
+    @functools.cached_property
+    def stub(self) -> pb_grpc.InferenceStub:
+        return pb_grpc.InferenceStub(self.channel)
+
+    async def health_of(self, service: str = "") -> int:
+        reply = await health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(service=service))
+        return reply.status
+
+    async def close(self) -> None:
+        await self.channel.close()
+        await self.router.stop(0)
+
+
+async def start_fake_stack(spec: DeploymentSpec | None = None, *, step_s: float = 0.0,
+                           engines: dict[str, FakeEngine] | None = None, backend_of=LocalBackend, backend=None,
+                           embed=None, refresh: bool = True, **spec_overrides) -> FakeStack:
+    """The router over fakes, started on port 0. `spec` defaults to `make_spec(**spec_overrides)`;
+    each model gets a `FakeEngine(step_s)` unless `engines` names them. The backend is
+    `backend_of(servers)` over one in-process LLMServer per engine, or `backend` as given
+    (its servers then are the test's). `refresh`: read replica health before returning,
+    so calls are admitted at once."""
+    spec = spec or make_spec(**spec_overrides)
+    if backend is None:
+        engines = engines or {m.name: FakeEngine(m, step_s=step_s) for m in spec.models}
+        backend = backend_of({name: await start_llm_server(spec.model(name), e) for name, e in engines.items()})
+    router = RouterServer(spec, backend, **({"embed": embed} if embed else {}))
     port = await router.start()
-    await router.refresh_health()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    if refresh:
+        await router.refresh_health()
+    return FakeStack(spec, router, backend, engines or {}, grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
+
+
+@contextlib.asynccontextmanager
+async def fake_stack(spec: DeploymentSpec | None = None, **options) -> AsyncIterator[FakeStack]:
+    """`start_fake_stack(spec, **options)`, closed afterwards."""
+    stack = await start_fake_stack(spec, **options)
     try:
-        yield router, channel
+        yield stack
     finally:
-        await channel.close()
-        await router.stop(0)
+        await stack.close()
 
 
 async def start_llm_server(model: ModelSpec, engine: FakeEngine, leave=None) -> LLMServer:

@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 
 import grpc
 from builders import make_spec, spec_dict
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from fakes import start_fake_stack
 from hypothesis import strategies as st
 
-from shardline.router import transport
-from shardline.router.server import RouterServer
-from shardline.spec.model import DeploymentSpec
+from shardline.router.grpc import transport
+from shardline.spec.deployment import DeploymentSpec
 from shardline.v1 import inference_pb2 as pb
 
 MODEL = "tiny-llama"
@@ -220,20 +219,16 @@ def threaded_router(spec: DeploymentSpec):
     holder = {}
 
     async def start():
-        engine = FakeEngine(spec.models[0])
-        router = RouterServer(spec, LocalBackend({MODEL: await start_llm_server(spec.models[0], engine)}))
-        holder["port"] = await router.start()
-        await router.refresh_health()
-        holder["router"] = router
+        holder["stack"] = await start_fake_stack(spec)
         started.set()
 
     thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
     thread.start()
     assert started.wait(30), "the router did not start"
     try:
-        yield f"127.0.0.1:{holder['port']}"
+        yield holder["stack"].target
     finally:
-        asyncio.run_coroutine_threadsafe(holder["router"].stop(0), loop).result(10)
+        asyncio.run_coroutine_threadsafe(holder["stack"].close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 

@@ -27,11 +27,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import propagate
 
+from shardline import wire
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 
-INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["Inference"].full_name
 MAX_GRPC_ATTEMPTS = 5
 """gRPC caps a retry policy's maxAttempts at 5."""
 
@@ -69,7 +69,7 @@ class RetryPolicy:
         # Throttling stops retries when most calls fail (the router is really down),
         # so a dead router does not get every call several times over.
         return json.dumps({
-            "methodConfig": [{"name": [{"service": INFERENCE_SERVICE}], "retryPolicy": policy}],
+            "methodConfig": [{"name": [{"service": wire.INFERENCE_SERVICE}], "retryPolicy": policy}],
             "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
         })
 
@@ -116,16 +116,13 @@ def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     so a client span (if any) becomes the parent of the router's."""
     headers: dict[str, str] = {}
     propagate.inject(headers)
-    auth = (("authorization", f"Bearer {token}"),) if token else ()
+    auth = (wire.bearer(token),) if token else ()
     return auth + tuple(headers.items())
-
-
-TRACE_ID_METADATA = "shardline-trace-id"  # the router's answer; see shardline.telemetry
 
 
 def trace_id(call) -> str:
     """The trace id the router returned for `call` (a stream or a `with_call` result)."""
-    return dict(call.initial_metadata() or ()).get(TRACE_ID_METADATA, "")
+    return dict(call.initial_metadata() or ()).get(wire.TRACE_ID, "")
 
 
 class Client:

@@ -7,13 +7,6 @@ any of them into a typed status without a lookup table. They pickle across Ray
 
 from __future__ import annotations
 
-TOKENS_SENT_TRAILER = "shardline-tokens-sent"
-"""gRPC trailer on every router error: the tokens the client had received before it."""
-RETRY_PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
-"""gRPC trailer on a RESOURCE_EXHAUSTED with retry advice: milliseconds to wait before
-retrying (the name gRPC's own retry policy reads as server pushback, gRFC A6)."""
-
-
 class ShardlineError(Exception):
     """Base of every error Shardline raises on purpose."""
 

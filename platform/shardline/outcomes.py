@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from shardline.errors import TOKENS_SENT_TRAILER
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from shardline.wire import TOKENS_SENT_TRAILER
 
 LOST_GRACE_S = 1.0
 RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")

@@ -7,66 +7,24 @@ Its models are signed copies that the replicas verify before loading.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import ray
 import yaml
+from live import DEPLOY_TIMEOUT_S, ROOT, Deployment
 from ray import serve
 
-from shardline.client import Client
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
-from shardline.serve.backend import llm_deployment_name
-from shardline.spec import DeploymentSpec, load_spec, validate_spec
+from shardline.spec import load_spec, validate_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = "shardline-it"
-DEPLOY_TIMEOUT_S = 600
 SPARE_CPUS = 12
 """Logical CPUs beside the session deployment for the apps tests deploy themselves
 (`deployed`): reservations, not cores."""
-
-
-@dataclass
-class Deployment:
-    spec: DeploymentSpec
-    target: str
-    http_url: str = ""
-    """Base URL of the router's OpenAI-compatible HTTP API (`.../v1`)."""
-
-    @property
-    def model(self) -> str:
-        return self.spec.models[0].name
-
-    @property
-    def models(self) -> list[str]:
-        return [m.name for m in self.spec.models]
-
-    def replica(self, model: str | None = None):
-        """A handle on the replicas of `model` (default: the first)."""
-        return serve.get_deployment_handle(llm_deployment_name(model or self.model), app_name=self.spec.name)
-
-    def client(self) -> Client:
-        return Client(self.target)
-
-
-@contextlib.contextmanager
-def deployed(data: dict):
-    """Deploy one more app from a spec dict (its own `name`; router port 0) on the
-    session's cluster (depend on `ray_cluster`), for tests that break things;
-    removed afterwards."""
-    spec = validate_spec({**data, "router": {**data.get("router", {}), "port": 0}})
-    try:
-        endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        http = f"http://127.0.0.1:{endpoint.http_port}/v1" if endpoint.http_port is not None else ""
-        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", http)
-    finally:
-        lifecycle.undeploy(spec.name)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, deployed
+from live import ROOT, deployed
 
 from shardline.faults.processes import alive, engine_processes, kill
 

@@ -16,13 +16,13 @@ import socket
 
 import pytest
 import yaml
-from conftest import DEPLOY_TIMEOUT_S, ROOT
+from live import DEPLOY_TIMEOUT_S, ROOT
 from ray import serve
 
 from shardline.faults.drain import drain_under_load
 from shardline.faults.rolling_update import rolling_update
 from shardline.serve import lifecycle
-from shardline.serve.backend import llm_deployment_name, running_replicas
+from shardline.serve.deployment_handles import llm_deployment_name, running_replicas
 from shardline.spec import validate_spec
 
 APP = "shardline-drain"

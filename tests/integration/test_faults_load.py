@@ -21,12 +21,11 @@ import time
 import grpc
 import httpx
 import pytest
-from conftest import ROOT, deployed
+from live import ROOT, deployed
 from ray import serve
 from waiting import eventually_async
 
 from shardline.client import make_request
-from shardline.errors import RETRY_PUSHBACK_TRAILER
 from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
 from shardline.faults.overload import overload
@@ -34,6 +33,7 @@ from shardline.faults.probes import serve_probe, until_idle
 from shardline.outcomes import Plan, Verdict, drive, percentile
 from shardline.serve.app import ROUTER_DEPLOYMENT
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from shardline.wire import RETRY_PUSHBACK_TRAILER
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import asyncio
 
 import pytest
 import yaml
-from conftest import ROOT, deployed
+from live import ROOT, deployed
 
 from shardline.faults.replica_health import all_engines_dead, engine_death, stuck_replica
 from shardline.faults.replica_kill import replica_kill

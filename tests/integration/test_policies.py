@@ -9,9 +9,9 @@ import pytest
 from ray import serve
 
 from shardline.client import make_request
-from shardline.engine.protocol import GenerationRequest
+from shardline.generation import GenerationRequest
 from shardline.models import tasks
-from shardline.serve.backend import llm_deployment_name
+from shardline.serve.deployment_handles import llm_deployment_name
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 

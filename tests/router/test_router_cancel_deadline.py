@@ -8,15 +8,13 @@ tests/integration/test_faults_load.py runs the same drills on real vLLM.
 
 import contextlib
 
-import grpc
-from builders import make_request, make_spec
-from fakes import FakeEngine, HungBackend, LocalBackend, start_llm_server
+from builders import make_request
+from fakes import HungBackend, LocalBackend, fake_stack
 
 from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
 from shardline.faults.probes import Counts
 from shardline.outcomes import Verdict
-from shardline.router.server import RouterServer
 
 PROMPT = "a b c d e f g h"
 STEP_S, TOKENS = 0.01, 4000
@@ -26,23 +24,14 @@ how soon work stops are fractions of it, so a busy machine does not fail them.""
 
 
 @contextlib.asynccontextmanager
-async def fake_stack(step_s, backend_class=LocalBackend, **spec_overrides):
-    spec = make_spec(**spec_overrides)
-    engine = FakeEngine(spec.models[0], step_s=step_s)
-    router = RouterServer(spec, backend_class({"tiny-llama": await start_llm_server(spec.models[0], engine)}))
-    port = await router.start()
-    await router.refresh_health()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+async def probed_stack(step_s, backend_of=LocalBackend, **spec_overrides):
+    async with fake_stack(step_s=step_s, backend_of=backend_of, **spec_overrides) as s:
 
-    async def probe():
-        stats = engine.stats()
-        return Counts(router.servicer.in_flight, stats.unfinished_requests, stats.aborted_requests)
+        async def probe():
+            stats = s.engine.stats()
+            return Counts(s.router.pipeline.in_flight, stats.unfinished_requests, stats.aborted_requests)
 
-    try:
-        yield channel, probe, engine
-    finally:
-        await channel.close()
-        await router.stop(0)
+        yield s.channel, probe, s.engine
 
 
 def streams(n, tokens, prefix="r"):
@@ -51,7 +40,7 @@ def streams(n, tokens, prefix="r"):
 
 
 async def test_cancel_storm_aborts_every_cancelled_stream_and_counts_return_to_zero():
-    async with fake_stack(step_s=0.005) as (channel, probe, engine):
+    async with probed_stack(step_s=0.005) as (channel, probe, engine):
         result = await cancel_storm(channel, streams(200, 40), probe, fraction=0.5, concurrency=32)
     counts = result.tally
     assert counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0, counts
@@ -68,7 +57,7 @@ async def test_cancel_storm_aborts_every_cancelled_stream_and_counts_return_to_z
 
 
 async def test_client_deadline_stops_engine_work_and_ends_deadline_exceeded():
-    async with fake_stack(step_s=STEP_S) as (channel, probe, engine):
+    async with probed_stack(step_s=STEP_S) as (channel, probe, engine):
         result = await deadlines(channel, streams(8, TOKENS), probe, deadline_s=0.5)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 8}, [(r.start_s, r.e2e_s) for r in result.records]
     assert result.tally["verdicts"]["FAILED_TYPED"] == 8 and result.tally["untyped"] == 0
@@ -78,7 +67,7 @@ async def test_client_deadline_stops_engine_work_and_ends_deadline_exceeded():
 
 
 async def test_without_a_deadline_the_default_cap_ends_the_request():
-    async with fake_stack(step_s=STEP_S, limits={"default_deadline_s": 0.3}) as (channel, probe, engine):
+    async with probed_stack(step_s=STEP_S, limits={"default_deadline_s": 0.3}) as (channel, probe, engine):
         result = await deadlines(channel, streams(4, TOKENS), probe, deadline_s=0.3, client_deadline=False)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4}
     # The router's own cap ended them (its message), long before their own length.
@@ -88,7 +77,7 @@ async def test_without_a_deadline_the_default_cap_ends_the_request():
 
 
 async def test_the_default_cap_holds_even_when_the_replica_never_answers():
-    async with fake_stack(step_s=STEP_S, backend_class=HungBackend, limits={"default_deadline_s": 0.3}) as (
+    async with probed_stack(step_s=STEP_S, backend_of=HungBackend, limits={"default_deadline_s": 0.3}) as (
             channel, probe, engine):
         result = await deadlines(channel, streams(4, TOKENS), probe, deadline_s=0.3, client_deadline=False)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4}

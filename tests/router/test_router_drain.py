@@ -11,7 +11,7 @@ from collections import Counter
 import grpc
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from fakes import start_fake_stack
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from waiting import eventually_async
 
@@ -27,12 +27,9 @@ was not held by its timeout, on any machine."""
 
 
 async def start_router(step_s=0.01, **overrides):
-    spec = make_spec(**overrides)
-    engine = FakeEngine(spec.models[0], step_s=step_s)
-    router = RouterServer(spec, LocalBackend({"tiny-llama": await start_llm_server(spec.models[0], engine)}))
-    port = await router.start()
-    await router.refresh_health()
-    return router, engine, f"127.0.0.1:{port}"
+    s = await start_fake_stack(step_s=step_s, **overrides)
+    await s.channel.close()  # these tests open their own channels
+    return s.router, s.engine, s.target
 
 
 def streams(n, tokens, prefix="r"):

@@ -6,57 +6,24 @@ limits) is tested fast. tests/integration repeats the essentials on real vLLM.
 """
 
 import asyncio
-import contextlib
 
 import grpc
 import pytest
-from builders import make_request, make_spec
-from fakes import FakeEngine, LocalBackend, start_llm_server
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from builders import make_request
+from fakes import fake_stack
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from waiting import eventually_async
 
-from shardline.router.server import RouterServer
 from shardline.v1 import inference_pb2 as pb
-from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-class Stack:
-    def __init__(self, spec, engine, backend, router, channel):
-        self.spec, self.engine, self.backend, self.router, self.channel = spec, engine, backend, router, channel
-        self.stub = pb_grpc.InferenceStub(channel)
-        self.health = health_pb2_grpc.HealthStub(channel)
-
-    async def health_of(self, service=""):
-        return (await self.health.Check(health_pb2.HealthCheckRequest(service=service))).status
-
-
-async def start_stack(step_s=0.0, **spec_overrides):
-    spec = make_spec(**spec_overrides)
-    engine = FakeEngine(spec.models[0], step_s=step_s)
-    backend = LocalBackend({"tiny-llama": await start_llm_server(spec.models[0], engine)})
-    router = RouterServer(spec, backend)
-    port = await router.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    return Stack(spec, engine, backend, router, channel)
-
-
-@contextlib.asynccontextmanager
-async def running_stack(**kwargs):
-    s = await start_stack(**kwargs)
-    try:
-        yield s
-    finally:
-        await s.channel.close()
-        await s.router.stop(0)
-
-
 @pytest.fixture
 async def stack():
-    async with running_stack() as s:
+    async with fake_stack(refresh=False) as s:
         yield s
 
 
@@ -110,7 +77,7 @@ async def _drain(stream):
 
 
 async def test_health_is_not_serving_until_replicas_are_ready():
-    async with running_stack() as s:
+    async with fake_stack(refresh=False) as s:
         s.backend.ready = {"tiny-llama": 0}
         await s.router.refresh_health()
         assert await s.health_of() == NOT_SERVING
@@ -132,19 +99,19 @@ async def test_reflection_lists_the_services(stack):
 
 
 async def test_client_cancel_aborts_the_engine_request():
-    async with running_stack(step_s=0.01) as s:
+    async with fake_stack(refresh=False, step_s=0.01) as s:
         call = s.stub.GenerateStream(make_request(max_tokens=4000))
         async for _ in call:
             break
         call.cancel()
-        await eventually_async(lambda: s.engine.aborted and not s.engine.unfinished and s.router.servicer.in_flight == 0,
+        await eventually_async(lambda: s.engine.aborted and not s.engine.unfinished and s.router.pipeline.in_flight == 0,
                                message="the engine request aborted and the router idle")
         assert len(s.engine.aborted) == 1 and not s.engine.unfinished
-        assert s.router.servicer.in_flight == 0
+        assert s.router.pipeline.in_flight == 0
 
 
 async def test_client_deadline_aborts_the_engine_request():
-    async with running_stack(step_s=0.01) as s:
+    async with fake_stack(refresh=False, step_s=0.01) as s:
         error = await rpc_error(s.stub.Generate(make_request(max_tokens=4000), timeout=0.3))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await eventually_async(lambda: s.engine.aborted, message="the engine request aborted")
@@ -152,7 +119,7 @@ async def test_client_deadline_aborts_the_engine_request():
 
 
 async def test_requests_without_deadline_get_the_default_cap():
-    async with running_stack(step_s=0.01, limits={"default_deadline_s": 0.2}) as s:
+    async with fake_stack(refresh=False, step_s=0.01, limits={"default_deadline_s": 0.2}) as s:
         error = await rpc_error(s.stub.Generate(make_request(max_tokens=4000)))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "passed its deadline of 0.2 s" in error.details()
@@ -160,7 +127,7 @@ async def test_requests_without_deadline_get_the_default_cap():
 
 
 async def test_in_flight_limit_rejects_with_resource_exhausted():
-    async with running_stack(step_s=0.01, limits={"max_concurrent_requests": 2}) as s:
+    async with fake_stack(refresh=False, step_s=0.01, limits={"max_concurrent_requests": 2}) as s:
         calls = [s.stub.GenerateStream(make_request(max_tokens=1000)) for _ in range(2)]
         for call in calls:
             await call.read()
@@ -180,4 +147,4 @@ async def test_unexpected_replica_errors_become_internal_not_a_crash(stack):
     error = await rpc_error(stack.stub.Generate(make_request()))
     assert error.code() == grpc.StatusCode.INTERNAL
     assert "ZeroDivisionError: replica bug" in error.details()
-    assert stack.router.servicer.in_flight == 0
+    assert stack.router.pipeline.in_flight == 0

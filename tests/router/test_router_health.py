@@ -12,11 +12,11 @@ import contextlib
 
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, ReplicaSetBackend, serving, start_llm_server
+from fakes import FakeEngine, ReplicaSetBackend, fake_stack, start_llm_server
 from waiting import eventually_async
 
-from shardline.engine.protocol import GenerationRequest
 from shardline.errors import EngineFailure, ReplicaLost
+from shardline.generation import GenerationRequest
 from shardline.outcomes import Plan, Verdict, drive, tally
 
 PROMPT = "a b c d e f g h"
@@ -37,8 +37,9 @@ async def replica_set(replicas=2, step_s=0.004, health=None, **spec_overrides):
     backend.ready = replicas
     checks = asyncio.create_task(_serve_health_checks(backend, model.health.period_s))
     try:
-        async with serving(spec, backend) as (backend.router, channel):
-            yield backend, engines, channel
+        async with fake_stack(spec, backend=backend) as s:
+            backend.router = s.router
+            yield backend, engines, s.channel
     finally:
         checks.cancel()
         for engine in engines:

@@ -14,14 +14,13 @@ import aiohttp
 import grpc
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from fakes import fake_stack
 from fuzzing import threaded_router
 from grpc_health.v1 import health_pb2
 from waiting import eventually
 
-from shardline.router import transport
-from shardline.router.http_server import body_limit
-from shardline.router.server import RouterServer
+from shardline.router.grpc import transport
+from shardline.router.http.server import body_limit
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 MiB = 1024 * 1024
@@ -29,15 +28,8 @@ MiB = 1024 * 1024
 
 @contextlib.asynccontextmanager
 async def router(step_s=0.0, **router_fields):
-    spec = make_spec(router={"port": 0, "http_port": 0, **router_fields})
-    engine = FakeEngine(spec.models[0], step_s=step_s)
-    server = RouterServer(spec, LocalBackend({"tiny-llama": await start_llm_server(spec.models[0], engine)}))
-    await server.start()
-    await server.refresh_health()
-    try:
-        yield server
-    finally:
-        await server.stop(0)
+    async with fake_stack(step_s=step_s, router={"port": 0, "http_port": 0, **router_fields}) as s:
+        yield s.router
 
 
 async def code_of(call) -> grpc.StatusCode:
@@ -126,7 +118,7 @@ async def test_streams_over_the_per_connection_cap_are_refused_unavailable_and_n
         async def watch():
             nonlocal peak
             while True:
-                peak = max(peak, server.servicer.in_flight)
+                peak = max(peak, server.pipeline.in_flight)
                 await asyncio.sleep(0.005)
 
         watcher = asyncio.create_task(watch())

@@ -17,11 +17,10 @@ import openai
 import pytest
 from builders import make_request, make_spec
 from certs import make_pki
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from fakes import start_fake_stack
 from waiting import eventually_async
 
-from shardline.router import chat_template
-from shardline.router.server import RouterServer
+from shardline.router.http import chat_template
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,22 +39,17 @@ async def http_stack(step_s=0.0, ready=True, token=None, **spec_overrides):
     router_fields = spec_overrides.pop("router", {})
     if "limits" in spec_overrides:
         router_fields["limits"] = spec_overrides.pop("limits")
-    spec = make_spec(router={"port": 0, "http_port": 0, **router_fields}, **spec_overrides)
-    engine = FakeEngine(spec.models[0], step_s=step_s)
-    backend = LocalBackend({spec.models[0].name: await start_llm_server(spec.models[0], engine)})
-    router = RouterServer(spec, backend)
-    await router.start()
-    if ready:
-        await router.refresh_health()
-    else:
-        router._health_task.cancel()  # keep the router believing no replica is ready
-        router.servicer.ready = {}
-    stack = Stack(router, engine, token)
+    s = await start_fake_stack(step_s=step_s, refresh=ready, router={"port": 0, "http_port": 0, **router_fields},
+                               **spec_overrides)
+    if not ready:
+        s.router._health_task.cancel()  # keep the router believing no replica is ready
+        s.router.pipeline.ready = {}
+    stack = Stack(s.router, s.engine, token)
     try:
         yield stack
     finally:
         await stack.client.close()
-        await router.stop(0)
+        await s.close()
 
 
 async def test_models_lists_served_models():
@@ -158,7 +152,7 @@ async def test_unready_model_is_503_and_unknown_route_is_404():
 async def test_in_flight_limit_is_429():
     async with http_stack(step_s=0.05, limits={"max_concurrent_requests": 1}) as s:
         slow = asyncio.create_task(s.client.completions.create(model="tiny-llama", prompt="a", max_tokens=20))
-        await eventually_async(lambda: s.router.servicer.in_flight, message="the slow request in flight")
+        await eventually_async(lambda: s.router.pipeline.in_flight, message="the slow request in flight")
         with pytest.raises(openai.RateLimitError) as info:
             await s.client.completions.create(model="tiny-llama", prompt="a")
         await slow
@@ -181,7 +175,7 @@ async def test_deadline_is_504_and_mid_stream_errors_end_the_stream():
 async def test_stop_drains_in_flight_requests_then_refuses_new_ones():
     async with http_stack(step_s=0.02) as s:
         slow = asyncio.create_task(s.client.completions.create(model="tiny-llama", prompt="a", max_tokens=20))
-        await eventually_async(lambda: s.router.servicer.in_flight, message="the slow request in flight")
+        await eventually_async(lambda: s.router.pipeline.in_flight, message="the slow request in flight")
         await s.router.stop(5)
         reply = await slow
         with pytest.raises(openai.APIConnectionError):

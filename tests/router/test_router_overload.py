@@ -14,13 +14,13 @@ import grpc
 import httpx
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, SlottedBackend, serving, start_llm_server
+from fakes import SlottedBackend, fake_stack
 from waiting import eventually_async
 
-from shardline.errors import RETRY_PUSHBACK_TRAILER
 from shardline.faults.overload import overload
 from shardline.outcomes import Verdict
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from shardline.wire import RETRY_PUSHBACK_TRAILER
 
 PROMPT = "a b c d e f g h"
 TOKENS = 20
@@ -31,10 +31,8 @@ STEP_S = 0.01  # 20 tokens: 0.2 s a request, long next to a loop hiccup
 async def slotted_stack(ongoing, queued, step_s=STEP_S, http=False):
     replicas = {"max_ongoing_requests": ongoing, "max_queued_requests": queued, "target_ongoing_requests": 1}
     spec = make_spec(model={"replicas": replicas}, router={"port": 0, **({"http_port": 0} if http else {})})
-    server = await start_llm_server(spec.models[0], FakeEngine(spec.models[0], step_s=step_s))
-    backend = SlottedBackend({"tiny-llama": server}, slots=ongoing)
-    async with serving(spec, backend) as (router, channel):
-        yield router, backend, channel
+    async with fake_stack(spec, step_s=step_s, backend_of=lambda servers: SlottedBackend(servers, slots=ongoing)) as s:
+        yield s.router, s.backend, s.channel
 
 
 def make(request_id):
@@ -44,7 +42,7 @@ def make(request_id):
 async def test_overload_is_rejected_fast_and_accepted_latency_stays_bounded():
     async with slotted_stack(ongoing=4, queued=2) as (router, backend, channel):
         result = await overload(channel, make, slots=4, factor=3.0, duration_s=1.5, unloaded_n=3, capacity_n=24)
-        assert router.servicer.in_flight == 0 and router.servicer.pipeline.capacity.in_flight["tiny-llama"] == 0
+        assert router.pipeline.in_flight == 0 and router.pipeline.capacity.in_flight["tiny-llama"] == 0
     loaded = result.overload
     assert loaded["verdicts"]["LOST"] == loaded["verdicts"]["CORRUPT"] == loaded["untyped"] == 0, loaded
     assert result.at_capacity["verdicts"]["OK"] == result.at_capacity["requests"]  # capacity itself is never refused
@@ -88,7 +86,7 @@ async def test_the_http_door_shares_the_limit_and_answers_429_with_retry_after()
     async with slotted_stack(ongoing=1, queued=1, step_s=0.01, http=True) as (router, backend, channel):
         stub = pb_grpc.InferenceStub(channel)
         busy = [stub.GenerateStream(make_request(prompt=PROMPT, max_tokens=1000)) for _ in range(2)]
-        capacity = router.servicer.pipeline.capacity
+        capacity = router.pipeline.capacity
         await eventually_async(lambda: capacity.in_flight["tiny-llama"] == 2, message="one call streams, one waits")
         async with httpx.AsyncClient() as http:
             reply = await http.post(f"http://127.0.0.1:{router.http_port}/v1/completions",

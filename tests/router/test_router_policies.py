@@ -13,12 +13,10 @@ import grpc
 import pytest
 from builders import make_request, make_spec
 from fake_scorers import hash_embed, word_nll
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from fakes import FakeEngine, fake_stack
 
-from shardline.engine.protocol import TokenLogprob
-from shardline.router.server import RouterServer
+from shardline.generation import TokenLogprob
 from shardline.v1 import inference_pb2 as pb
-from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 SMALL = {"name": "kv-small", "path": "/models/kv-small", "max_model_len": 4096,
          "cost": {"input_per_1k": 0.1, "output_per_1k": 0.2}}
@@ -56,16 +54,8 @@ class ScoredEngine(FakeEngine):
 async def policy_stack(small_p=0.95, router_fields=None):
     spec = make_spec(models=[SMALL, LARGE], policies=POLICIES, router={"port": 0, **(router_fields or {})})
     engines = {"kv-small": ScoredEngine(spec.models[0], small_p), "kv-large": ScoredEngine(spec.models[1], 0.99)}
-    backend = LocalBackend({name: await start_llm_server(spec.model(name), e) for name, e in engines.items()})
-    router = RouterServer(spec, backend, embed=hash_embed)
-    port = await router.start()
-    await router.refresh_health()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield pb_grpc.InferenceStub(channel), engines
-    finally:
-        await channel.close()
-        await router.stop(0)
+    async with fake_stack(spec, engines=engines, embed=hash_embed) as s:
+        yield s.stub, engines
 
 
 def request(model="kv-auto", prompt="a b c", tenant="acme", **kwargs):

@@ -1,14 +1,14 @@
 """Retry and resume when a replica dies, through the real grpc.aio router over fake
 replicas, scored by the outcome-accounting harness (shardline.outcomes).
 
-tests/integration/test_faults.py kills real replica processes under vLLM.
+tests/integration/test_faults_replicas.py kills real replica processes under vLLM.
 """
 
 import contextlib
 
 import pytest
 from builders import make_request, make_spec
-from fakes import FakeEngine, ReplicaSetBackend, serving, start_llm_server
+from fakes import FakeEngine, ReplicaSetBackend, fake_stack, start_llm_server
 
 from shardline.outcomes import Plan, Verdict, drive, tally
 
@@ -22,8 +22,8 @@ async def replica_set(replicas=2, step_s=0.004, **spec_overrides):
     servers = [await start_llm_server(spec.models[0], FakeEngine(spec.models[0], step_s=step_s))
                for _ in range(replicas)]
     backend = ReplicaSetBackend("tiny-llama", servers)
-    async with serving(spec, backend) as (router, channel):
-        yield backend, router, channel
+    async with fake_stack(spec, backend=backend) as s:
+        yield backend, s.router, s.channel
 
 
 def requests(n, tokens=TOKENS):
@@ -54,7 +54,7 @@ async def test_a_replica_dying_mid_stream_is_resumed_on_the_survivor():
     assert counts["verdicts"]["OK"] + counts["verdicts"]["OK_AFTER_RETRY"] == 40, counts
     resumed = [r for r in records if r.verdict is Verdict.OK_AFTER_RETRY]
     assert resumed and all(r.resumed_tokens > 0 for r in resumed)  # mid-stream: continued, not restarted
-    assert router.servicer.in_flight == 0
+    assert router.pipeline.in_flight == 0
 
 
 async def test_without_resume_a_cut_stream_ends_aborted_with_the_tokens_sent():
@@ -94,10 +94,10 @@ async def test_retries_stop_at_the_deadline():
 async def test_harness_flags_a_stream_that_repeats_tokens(tokens_before_kill, monkeypatch):
     """The harness must be able to fail: a router that restarted streams instead of
     resuming them would repeat tokens, and that is CORRUPT."""
-    from shardline.router import pipeline
+    from shardline.router import replica_call
 
-    monkeypatch.setattr(pipeline, "_resumed", lambda request, sent, deadline: request)
-    monkeypatch.setattr(pipeline, "_continued", lambda delta, already: delta)
+    monkeypatch.setattr(replica_call, "_resumed", lambda request, sent, deadline: request)
+    monkeypatch.setattr(replica_call, "_continued", lambda delta, already: delta)
     async with replica_set() as (backend, router, channel):
         plan = Plan(requests(16), concurrency=16, reference=reference(16))
         records = await drive(channel, plan, on_token=kill_when(backend, 0, 16 * tokens_before_kill))

@@ -6,18 +6,16 @@ metrics from the process's Prometheus registry.
 
 import grpc
 import pytest
-from builders import make_request, make_spec
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from builders import make_request
+from fakes import fake_stack
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
-from test_router_grpc import running_stack
 
-from shardline.client import TRACE_ID_METADATA
-from shardline.router.server import RouterServer
 from shardline.telemetry import attributes as attr
+from shardline.wire import TRACE_ID
 
 SERVER_SPAN = attr.SERVER_SPAN_PREFIX + "GenerateStream"
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -41,7 +39,7 @@ def of_trace(exporter, trace_id: str) -> dict:
 async def stream(stack, request, metadata=()):
     call = stack.stub.GenerateStream(request, metadata=metadata)
     chunks = [c async for c in call]
-    return dict(await call.initial_metadata())[TRACE_ID_METADATA], chunks
+    return dict(await call.initial_metadata())[TRACE_ID], chunks
 
 
 def sample(name: str, **labels) -> float:
@@ -49,7 +47,7 @@ def sample(name: str, **labels) -> float:
 
 
 async def test_server_span_follows_grpc_conventions_and_its_id_reaches_the_client(spans):
-    async with running_stack() as stack:
+    async with fake_stack(refresh=False) as stack:
         tid, chunks = await stream(stack, make_request(prompt="a b c", max_tokens=4))
     s = of_trace(spans, tid)
     server = s[SERVER_SPAN]
@@ -64,7 +62,7 @@ async def test_server_span_follows_grpc_conventions_and_its_id_reaches_the_clien
 
 
 async def test_stages_and_the_replica_span_nest_under_the_server_span(spans):
-    async with running_stack() as stack:
+    async with fake_stack(refresh=False) as stack:
         tid, _ = await stream(stack, make_request(prompt="x y", max_tokens=2))
     s = of_trace(spans, tid)
     server, call, replica = (s[n] for n in (SERVER_SPAN, attr.REPLICA_CALL_SPAN, attr.REPLICA_SPAN))
@@ -78,7 +76,7 @@ async def test_stages_and_the_replica_span_nest_under_the_server_span(spans):
 
 async def test_an_incoming_traceparent_is_continued_not_replaced(spans):
     traceparent = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
-    async with running_stack() as stack:
+    async with fake_stack(refresh=False) as stack:
         tid, _ = await stream(stack, make_request(max_tokens=1), metadata=(("traceparent", traceparent),))
     assert tid == CLIENT_TRACE
     server = of_trace(spans, tid)[SERVER_SPAN]
@@ -87,11 +85,11 @@ async def test_an_incoming_traceparent_is_continued_not_replaced(spans):
 
 async def test_a_rejected_request_is_an_error_span_and_counted_by_code(spans):
     before = sample("shardline_requests_total", method="GenerateStream", code="INVALID_ARGUMENT")
-    async with running_stack() as stack:
+    async with fake_stack(refresh=False) as stack:
         call = stack.stub.GenerateStream(make_request(max_tokens=0))
         with pytest.raises(grpc.aio.AioRpcError) as info:
             [c async for c in call]
-        tid = dict(await call.initial_metadata())[TRACE_ID_METADATA]
+        tid = dict(await call.initial_metadata())[TRACE_ID]
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     s = of_trace(spans, tid)
     assert s[SERVER_SPAN].attributes[attr.RPC_GRPC_STATUS_CODE] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -101,7 +99,7 @@ async def test_a_rejected_request_is_an_error_span_and_counted_by_code(spans):
 
 
 async def test_prompt_and_completion_are_recorded_only_when_the_spec_opts_in(spans):
-    async with running_stack(telemetry={"record_content": True}) as stack:
+    async with fake_stack(refresh=False, telemetry={"record_content": True}) as stack:
         tid, chunks = await stream(stack, make_request(prompt="p q", max_tokens=2))
     a = of_trace(spans, tid)[SERVER_SPAN].attributes
     assert a[attr.GEN_AI_PROMPT] == "p q"
@@ -113,7 +111,7 @@ async def test_token_metrics_and_latency_histograms_count_each_request(spans):
     before = {n: sample(n, **labels) for n in ("shardline_output_tokens_total", "shardline_input_tokens_total",
                                                 "shardline_time_to_first_token_seconds_count",
                                                 "shardline_inter_token_seconds_count")}
-    async with running_stack() as stack:
+    async with fake_stack(refresh=False) as stack:
         await stream(stack, make_request(prompt="a b c", max_tokens=5))
     assert sample("shardline_output_tokens_total", **labels) == before["shardline_output_tokens_total"] + 5
     assert sample("shardline_input_tokens_total", **labels) == before["shardline_input_tokens_total"] + 3
@@ -122,7 +120,7 @@ async def test_token_metrics_and_latency_histograms_count_each_request(spans):
 
 
 async def test_replica_gauges_count_ongoing_and_queued_requests_and_return_to_zero(spans):
-    async with running_stack(step_s=0.05) as stack:
+    async with fake_stack(refresh=False, step_s=0.05) as stack:
         server = stack.backend.servers["tiny-llama"]
         labels = {"model": "tiny-llama", "replica": server._replica}
         call = stack.stub.GenerateStream(make_request(max_tokens=20))
@@ -138,20 +136,13 @@ async def test_replica_gauges_count_ongoing_and_queued_requests_and_return_to_ze
 async def test_the_http_door_continues_a_traceparent_and_traces_the_pipeline(spans):
     import aiohttp
 
-    spec = make_spec(router={"port": 0, "http_port": 0})
-    engine = FakeEngine(spec.models[0])
-    router = RouterServer(spec, LocalBackend({"tiny-llama": await start_llm_server(spec.models[0], engine)}))
-    await router.start()
-    await router.refresh_health()
-    try:
+    async with fake_stack(router={"port": 0, "http_port": 0}) as stack:
         async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{router.http_port}/v1/completions"
+            url = f"http://127.0.0.1:{stack.router.http_port}/v1/completions"
             headers = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
             async with session.post(url, json={"model": "tiny-llama", "prompt": "x y", "max_tokens": 2},
                                     headers=headers) as reply:
                 assert reply.status == 200 and reply.headers["shardline-trace-id"] == CLIENT_TRACE
-    finally:
-        await router.stop(0)
     s = of_trace(spans, CLIENT_TRACE)
     server = s["POST /v1/completions"]
     assert format(server.parent.span_id, "016x") == CLIENT_SPAN

@@ -11,14 +11,13 @@ import grpc
 import pytest
 from builders import make_spec
 from certs import make_pki
-from fakes import FakeEngine, LocalBackend, start_llm_server
+from fakes import fake_stack
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from google.protobuf import descriptor_pool
 
 from shardline.client import AsyncClient, Client
 from shardline.errors import SpecError
-from shardline.router.server import RouterServer
 from shardline.security.auth import RateLimiter, load_tokens
 
 TOKENS = {"team-a": "a" * 24, "team-b": "b" * 24}
@@ -34,14 +33,8 @@ def tokens_file(tmp_path):
 
 @contextlib.asynccontextmanager
 async def router(**router_fields):
-    spec = make_spec(router={"port": 0, **router_fields})
-    backend = LocalBackend({"tiny-llama": await start_llm_server(spec.models[0], FakeEngine(spec.models[0]))})
-    server = RouterServer(spec, backend)
-    port = await server.start()
-    try:
-        yield f"localhost:{port}"
-    finally:
-        await server.stop(0)
+    async with fake_stack(refresh=False, router={"port": 0, **router_fields}) as s:
+        yield f"localhost:{s.router.port}"
 
 
 def exposed_methods(target: str) -> list[tuple[str, bool, bool]]:

@@ -4,7 +4,7 @@ import pytest
 from builders import make_request, make_spec
 
 from shardline.errors import InvalidArgument, NotFound
-from shardline.router.admission import admit
+from shardline.router.validation import admit
 
 SPEC = make_spec(limits={"max_tokens": 100, "default_max_tokens": 16, "max_prompt_bytes": 64,
                          "max_stop_strings": 2, "max_stop_string_chars": 8})

@@ -129,8 +129,8 @@ def test_a_cascade_request_holds_a_slot_on_every_tier_or_none():
 async def test_serves_own_backpressure_becomes_resource_exhausted():
     from ray.serve.exceptions import BackPressureError
 
-    from shardline.engine.protocol import GenerationRequest
-    from shardline.serve.backend import ServeBackend
+    from shardline.generation import GenerationRequest
+    from shardline.serve.deployment_handles import ServeBackend
 
     class Responses:
         cancelled = False

@@ -11,7 +11,7 @@ import pytest
 from shardline.cli import deploy
 from shardline.cli.main import main
 from shardline.serve import lifecycle
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 BENCH_SPEC = str(Path(__file__).resolve().parents[2] / "deployments" / "bench-tp1.yaml")
 

@@ -2,8 +2,8 @@ import asyncio
 
 import pytest
 
-from shardline.engine.protocol import GenerationDelta
 from shardline.errors import InvalidArgument
+from shardline.generation import GenerationDelta
 from shardline.serve.coalesce import coalesce
 
 LONG_INTERVAL_S = 60.0

@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace as Logprob
 
-from shardline.engine.protocol import GenerationDelta, TokenLogprob
 from shardline.engine.vllm_engine import prompt_nll, token_logprobs
+from shardline.generation import GenerationDelta, TokenLogprob
 
 
 def test_sampled_value_and_top_k_in_rank_order():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID
 
-from shardline.serve import backend as serve_backend
+from shardline.serve import deployment_handles
 from shardline.serve.replica_counts import COUNTS, ReplicaCounts
 from shardline.serve.replica_set import ReplicaSetRouter
 
@@ -65,8 +65,8 @@ async def test_the_backend_asks_serve_status_only_for_models_not_pushed_yet(monk
         polled.append(True)
         return {"pushed": 0, "pending": 3}
 
-    monkeypatch.setattr(serve_backend.ServeBackend, "_polled", fake_poll)
-    backend = serve_backend.ServeBackend("app-mixed", {"pushed": FakeHandle(), "pending": FakeHandle()})
+    monkeypatch.setattr(deployment_handles.ServeBackend, "_polled", fake_poll)
+    backend = deployment_handles.ServeBackend("app-mixed", {"pushed": FakeHandle(), "pending": FakeHandle()})
     COUNTS.set("app-mixed", "llm-pushed", 2)
     assert await backend.ready_replicas() == {"pushed": 2, "pending": 3}
     COUNTS.set("app-mixed", "llm-pending", 1)

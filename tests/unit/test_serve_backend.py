@@ -3,9 +3,9 @@
 import pytest
 from ray.exceptions import ActorUnavailableError, RayTaskError
 
-from shardline.engine.protocol import GenerationDelta, GenerationRequest
 from shardline.errors import InvalidArgument, ReplicaLost
-from shardline.serve.backend import ServeBackend
+from shardline.generation import GenerationDelta, GenerationRequest
+from shardline.serve.deployment_handles import ServeBackend
 
 REQUEST = GenerationRequest("r1", "hi", max_tokens=4)
 

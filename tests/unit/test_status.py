@@ -1,7 +1,7 @@
 import grpc
 
 from shardline.errors import InvalidArgument, NotFound
-from shardline.router.status import to_status
+from shardline.grpc_status import to_status
 
 
 class Wrapper(Exception):

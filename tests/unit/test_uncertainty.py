@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardline.engine.protocol import TokenLogprob
+from shardline.generation import TokenLogprob
 from shardline.policies.uncertainty import max_spill, normalise, score
 
 

@@ -15,7 +15,7 @@ from shardline.models import tasks
 
 if TYPE_CHECKING:
     from shardline.client import Client
-    from shardline.spec.model import DeploymentSpec
+    from shardline.spec.deployment import DeploymentSpec
 
 DEMO_CONTEXTS = (80, 250, 800)  # words of context before the question
 QUESTIONS_PER_CONTEXT = 2

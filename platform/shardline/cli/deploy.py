@@ -160,7 +160,7 @@ def removed_line(app: str, removal) -> str:
 
 def cmd_status(args) -> int:
     from shardline.serve import lifecycle
-    from shardline.serve.backend import enum_value, running_replicas
+    from shardline.serve.deployment_handles import enum_value, running_replicas
 
     name = application_name(args)
     lifecycle.attach(args.address)

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from shardline.errors import EngineFailure
-from shardline.spec.model import ModelSpec
+from shardline.spec.deployment import ModelSpec
 from shardline_kernels import selection
 
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
-from shardline.spec.model import TelemetrySpec
+from shardline.spec.deployment import TelemetrySpec
 
 # Never dialled: with the file exporter the subprocesses' SDK is disabled.
 UNUSED_ENDPOINT = "http://127.0.0.1:4317"

@@ -19,18 +19,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from shardline.engine.cpu_env import configure_cpu_environment
-from shardline.engine.tracing import vllm_tracing_args
 from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
-from shardline.engine.protocol import (
-    EngineInfo,
-    EngineStats,
-    GenerationDelta,
-    GenerationRequest,
-    TokenLogprob,
-)
+from shardline.engine.protocol import EngineInfo, EngineStats
+from shardline.engine.tracing import vllm_tracing_args
 from shardline.errors import EngineFailure, InvalidArgument, ReplicaLost
+from shardline.generation import GenerationDelta, GenerationRequest, TokenLogprob
 from shardline.security.integrity import verify_model
-from shardline.spec.model import ModelSpec
+from shardline.spec.deployment import ModelSpec
 from shardline.telemetry.tracing import configured
 
 logger = logging.getLogger(__name__)

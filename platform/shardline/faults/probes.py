@@ -36,7 +36,7 @@ def serve_probe(app: str, model: str) -> Probe:
     from ray import serve
 
     from shardline.serve.app import ROUTER_DEPLOYMENT
-    from shardline.serve.backend import llm_deployment_name
+    from shardline.serve.deployment_handles import llm_deployment_name
 
     router = serve.get_deployment_handle(ROUTER_DEPLOYMENT, app_name=app)
     replica = serve.get_deployment_handle(llm_deployment_name(model), app_name=app)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import psutil
 from ray import serve
 
-from shardline.serve.backend import llm_deployment_name, running_replicas
+from shardline.serve.deployment_handles import llm_deployment_name, running_replicas
 
 ENGINE_TITLE = "VLLM::EngineCore"
 POLL_S = 0.1

@@ -127,7 +127,7 @@ def hf_config(recipe: TinyRecipe, tokenizer: Tokenizer) -> dict:
 def init_weights(recipe: TinyRecipe) -> dict[str, torch.Tensor]:
     """Seeded N(0, 0.02) matrices and unit norms, under the HF parameter names."""
     gen = torch.Generator().manual_seed(recipe.seed)
-    h, i, v, d = recipe.hidden_size, recipe.intermediate_size, recipe.vocab_size, recipe.head_dim
+    h, v, d = recipe.hidden_size, recipe.vocab_size, recipe.head_dim
     shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (v, h)}
     for layer in range(recipe.num_hidden_layers):
         p = f"model.layers.{layer}."

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shardline.engine.protocol import TokenLogprob
+from shardline.generation import TokenLogprob
 
 WINDOW = 4
 QUANTILE = 0.1

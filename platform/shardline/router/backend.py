@@ -1,6 +1,6 @@
 """What the router needs from the replicas behind it.
 
-`serve/backend.py` implements it over Ray Serve DeploymentHandles; unit tests use
+`serve/deployment_handles.py` implements it over Ray Serve DeploymentHandles; unit tests use
 a fake engine behind the same protocol.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from shardline.engine.protocol import GenerationDelta, GenerationRequest
+from shardline.generation import GenerationDelta, GenerationRequest
 
 
 class Backend(Protocol):

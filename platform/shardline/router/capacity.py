@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from shardline.errors import ResourceExhausted
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 from shardline.telemetry import metrics
 
 DEFAULT_RETRY_AFTER_S = 1.0

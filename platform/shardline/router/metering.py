@@ -12,7 +12,7 @@ import time
 from shardline.errors import InvalidArgument
 from shardline.policies.decoding.budget import Ledger
 from shardline.policies.decoding.costs import Tier
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 
 class Metering:

@@ -10,17 +10,13 @@ router process). Prompt self-information comes from the cheapest tier's
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from dataclasses import replace
 
-from shardline.engine.protocol import GenerationRequest
+from shardline.generation import GenerationRequest
 from shardline.policies.compression.units import TokenCounter, whitespace_tokens
 from shardline.router.backend import Backend
-from shardline.spec.model import DeploymentSpec, ModelSpec
-
-logger = logging.getLogger(__name__)
-
+from shardline.spec.deployment import DeploymentSpec, ModelSpec
 
 @functools.cache
 def token_counter(tokenizer_path: str) -> TokenCounter:

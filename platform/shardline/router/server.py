@@ -1,7 +1,10 @@
-"""The router's grpc.aio server: Inference, grpc.health.v1 and server reflection.
+"""The router: one request pipeline behind two front doors, kept healthy and drained.
 
-Health is per service: "" (the whole router), `shardline.v1.Inference` (every
-model has a ready replica) and `shardline.v1.Inference/<model>` (that model).
+`RouterServer` owns the `Pipeline` (router/pipeline.py) and hands it to both doors:
+the gRPC server (router/grpc/) and, with `router.http_port`, the OpenAI-compatible
+HTTP server (router/http/). Both admit callers through one `Guard` (same tokens,
+same rate-limit buckets). Its health loop keeps the pipeline's view of ready
+replicas current and publishes it as gRPC health (router/grpc/server.py).
 Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
 
@@ -30,25 +33,21 @@ import logging
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
-from shardline.router import embedder, transport
+from shardline.policies.compression import EXTRACTIVE
 from shardline.policies.compression.extractive import Embedder
+from shardline.router import embedder
 from shardline.router.backend import Backend
-from shardline.router.http_server import HttpServer
-from shardline.security.auth import router_guard, router_interceptors
-from shardline.security.tls import server_credentials
-from shardline.router.servicer import InferenceServicer
-from shardline.router.wire import DecodeInterceptor
-from shardline.spec.model import DeploymentSpec
-from shardline.v1 import inference_pb2, inference_pb2_grpc
+from shardline.router.grpc.server import grpc_server, set_health
+from shardline.router.grpc.servicer import InferenceServicer
+from shardline.router.http.server import HttpServer
+from shardline.router.pipeline import Pipeline
+from shardline.security.auth import router_guard
+from shardline.spec.deployment import DeploymentSpec
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DRAIN_POLL_S = 0.05
 QUIESCE_S = 0.25
 """Before the GOAWAY: time for the next call of a client whose call ended just before
@@ -65,10 +64,6 @@ FLUSH_S = 0.5
 (which never end by themselves) are cancelled then."""
 
 
-def model_service(model: str) -> str:
-    return f"{INFERENCE_SERVICE}/{model}"
-
-
 @dataclass(frozen=True)
 class DrainReport:
     in_flight: int
@@ -83,7 +78,8 @@ class RouterServer:
         self._spec = spec
         self._backend = backend
         self._embed = embed
-        self.servicer = InferenceServicer(spec, backend, embed)
+        self.pipeline = Pipeline(spec, backend, embed)
+        self.servicer = InferenceServicer(spec, self.pipeline)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task | None = None
@@ -95,26 +91,14 @@ class RouterServer:
         """Bind and serve; returns the bound port (useful when the spec says 0)."""
         cfg = self._spec.router
         guard = router_guard(cfg)  # one for both doors: same tokens, same rate-limit buckets
-        # Auth first, so an unauthenticated caller never costs a parse.
-        interceptors = [*router_interceptors(cfg, guard), DecodeInterceptor()]
-        server = grpc.aio.server(interceptors=interceptors, options=transport.server_options(cfg.limits))
-        inference_pb2_grpc.add_InferenceServicer_to_server(self.servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        if cfg.reflection:
-            names = (INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(names, server)
-        address = f"{cfg.host}:{cfg.port}"
-        creds = server_credentials(cfg.tls) if cfg.tls else None
-        self.port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
-        if self.port == 0:
-            raise OSError(f"router cannot bind {cfg.host}:{cfg.port}")
+        server, self.port = grpc_server(cfg, self.servicer, self._health, guard)
         await self._set_health(await self._first_view())
-        if any(m.compression and m.compression.policy == "extractive" for m in self._spec.models):
+        if any(m.compression and m.compression.policy == EXTRACTIVE for m in self._spec.models):
             await asyncio.to_thread(self._embed, ["warm up"])  # load the sentence model before serving
         await server.start()
         self._server = server
         if cfg.http_port is not None:
-            self.http = HttpServer(self._spec, self.servicer.pipeline, guard)
+            self.http = HttpServer(self._spec, self.pipeline, guard)
             self.http_port = await self.http.start()
         self._health_task = asyncio.create_task(self._health_loop())
         logger.info("router listening on %s:%d", cfg.host, self.port)
@@ -132,12 +116,12 @@ class RouterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._health.enter_graceful_shutdown()
-        self.servicer.pipeline.draining = True
-        in_flight = self.servicer.in_flight
+        self.pipeline.draining = True
+        in_flight = self.pipeline.in_flight
         closing = await self._close_doors(timeout_s)
-        while self.servicer.in_flight and loop.time() - began < timeout_s:
+        while self.pipeline.in_flight and loop.time() - began < timeout_s:
             await asyncio.sleep(DRAIN_POLL_S)
-        cut = self.servicer.in_flight
+        cut = self.pipeline.in_flight
         if self._server:  # a shorter grace than the pending stop's ends it sooner
             await self._server.stop(0 if cut else FLUSH_S)
         await asyncio.gather(*closing)
@@ -189,12 +173,8 @@ class RouterServer:
                 logger.exception("router health refresh failed")
 
     async def _set_health(self, ready: dict[str, int]) -> None:
-        self.servicer.ready = dict(ready)
-        for model in self._spec.models:
-            await self._health.set(model_service(model.name), SERVING if ready.get(model.name) else NOT_SERVING)
-        overall = SERVING if all(ready.get(m.name) for m in self._spec.models) else NOT_SERVING
-        await self._health.set(INFERENCE_SERVICE, overall)
-        await self._health.set("", overall)
+        self.pipeline.ready = dict(ready)
+        await set_health(self._health, self._spec, ready)
 
 
 async def _quiesce(seconds: float) -> None:

@@ -5,9 +5,8 @@ Kubernetes Secret, or a local file) of `tenant=token` lines. A request carries
 `authorization: Bearer <token>`; the tenant it maps to is the caller's identity
 for the rest of the request (`current_tenant()`).
 
-The check wraps each method's handler (`router.handlers.with_prelude`) rather than
-answering from the interceptor itself, so it runs in the RPC's own task: the tenant
-set there is visible to the servicer, and the abort is an ordinary typed status.
+Both doors admit a caller through one `Guard`: the gRPC door in its interceptor
+(router/grpc/interceptors.py), the HTTP door in its middleware.
 """
 
 from __future__ import annotations
@@ -19,12 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health
-from grpc_reflection.v1alpha import reflection
-
-from shardline.errors import PermissionDenied, RequestError, ResourceExhausted, SpecError, Unauthenticated
-from shardline.router.handlers import with_prelude
+from shardline import wire
+from shardline.errors import PermissionDenied, ResourceExhausted, SpecError, Unauthenticated
 
 MIN_TOKEN_CHARS = 16
 _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("shardline_tenant", default=None)
@@ -80,8 +75,8 @@ class Authenticator:
 
 def _bearer(metadata) -> str:
     for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return value[len("Bearer "):]
+        if key == wire.AUTHORIZATION and isinstance(value, str) and value.startswith(wire.BEARER):
+            return value[len(wire.BEARER):]
     return ""
 
 
@@ -140,26 +135,6 @@ def resolve_tenant(claimed: str, fallback: str = "") -> str:
     return authenticated
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, guard: Guard, exempt_services: set[str]):
-        self._guard = guard
-        self._exempt = exempt_services
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        service = details.method.split("/")[1] if details.method.count("/") == 2 else ""
-        if handler is None or service in self._exempt:
-            return handler
-        return with_prelude(handler, self._admit)
-
-    async def _admit(self, request, context: grpc.aio.ServicerContext):
-        try:
-            self._guard.admit(context.invocation_metadata())
-        except RequestError as exc:
-            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
-        return request
-
-
 def router_guard(router) -> Guard | None:
     """The guard a `RouterSpec` asks for (None without `auth`); reads the tokens file."""
     if router.auth is None:
@@ -167,16 +142,3 @@ def router_guard(router) -> Guard | None:
     auth = router.auth
     limiter = RateLimiter(auth.requests_per_s, auth.burst) if auth.requests_per_s else None
     return Guard(Authenticator(load_tokens(auth.tokens_file)), limiter)
-
-
-def router_interceptors(router, guard: Guard | None = None) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors a `RouterSpec` asks for (none without `auth`)."""
-    guard = guard or router_guard(router)
-    if guard is None:
-        return []
-    return [AuthInterceptor(guard, exempt_services(router.auth.exempt))]
-
-
-def exempt_services(names) -> set[str]:
-    full = {"health": health.SERVICE_NAME, "reflection": reflection.SERVICE_NAME}
-    return {full[name] for name in names}

@@ -14,11 +14,11 @@ import math
 from ray import serve
 from ray.serve import Application
 
-from shardline.serve.backend import llm_deployment_name
+from shardline.serve.deployment_handles import llm_deployment_name
 from shardline.serve.llm_server import LLMServer
 from shardline.serve.replica_set import request_router_config
 from shardline.serve.router_replica import RouterReplica
-from shardline.spec.model import DeploymentSpec, ModelSpec, RolloutSpec
+from shardline.spec.deployment import DeploymentSpec, ModelSpec, RolloutSpec
 
 REPLICA_BUNDLE = {"CPU": 1.0}
 ROUTER_DEPLOYMENT = "router"

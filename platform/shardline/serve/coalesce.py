@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from shardline.engine.protocol import GenerationDelta
+from shardline.generation import GenerationDelta
 
 
 async def coalesce(

@@ -18,8 +18,8 @@ from ray import serve
 
 from shardline.errors import ShardlineError
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
-from shardline.serve.backend import enum_value, running_replicas
-from shardline.spec.model import DeploymentSpec
+from shardline.serve.deployment_handles import enum_value, running_replicas
+from shardline.spec.deployment import DeploymentSpec
 
 logger = logging.getLogger(__name__)
 

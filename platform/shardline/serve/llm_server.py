@@ -24,10 +24,11 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 
-from shardline.engine.protocol import Engine, EngineInfo, EngineStats, GenerationDelta, GenerationRequest
+from shardline.engine.protocol import Engine, EngineInfo, EngineStats
 from shardline.errors import DeadlineExceeded, EngineFailure, ReplicaLost
+from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.serve.coalesce import coalesce
-from shardline.spec.model import ModelSpec, TelemetrySpec
+from shardline.spec.deployment import ModelSpec, TelemetrySpec
 from shardline.telemetry.metrics import serve_metrics
 from shardline.telemetry.requests import replica_label, replica_request
 from shardline.telemetry.tracing import flush_tracing, setup_tracing

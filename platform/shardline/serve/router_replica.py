@@ -24,8 +24,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from shardline.router.server import DrainReport, RouterServer
-from shardline.serve.backend import ServeBackend
-from shardline.spec.model import DeploymentSpec
+from shardline.serve.deployment_handles import ServeBackend
+from shardline.spec.deployment import DeploymentSpec
 from shardline.telemetry.metrics import serve_metrics
 from shardline.telemetry.tracing import flush_tracing, setup_tracing
 

@@ -19,8 +19,8 @@ from ray.serve import Application
 
 from shardline.errors import SpecError
 from shardline.serve.app import build_app
+from shardline.spec.deployment import DeploymentSpec
 from shardline.spec.loader import validate_spec
-from shardline.spec.model import DeploymentSpec
 
 IMPORT_PATH = "shardline.serve.serve_config:app_builder"
 ARGS_KEYS = ("spec",)

@@ -1,7 +1,6 @@
-"""The deployment spec: typed model, YAML loading with line numbers, schema export."""
+"""The deployment spec: the typed DeploymentSpec (deployment.py), YAML loading with line numbers, schema export."""
 
-from shardline.spec.loader import load_spec, parse_spec, validate_spec
-from shardline.spec.model import (
+from shardline.spec.deployment import (
     DeploymentSpec,
     ModelSpec,
     Parallelism,
@@ -12,6 +11,7 @@ from shardline.spec.model import (
     TelemetrySpec,
     WorkerResources,
 )
+from shardline.spec.loader import load_spec, parse_spec, validate_spec
 
 __all__ = [
     "DeploymentSpec",

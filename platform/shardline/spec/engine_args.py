@@ -1,7 +1,7 @@
 """Checks the spec's vLLM engine-args pass-through without importing vLLM.
 
 `vllm_engine_args.txt` lists the fields of `vllm.engine.arg_utils.AsyncEngineArgs`
-for the vLLM version we pin; `tests/unit/test_engine_args_list.py` fails when the
+for the vLLM version we pin; `tests/unit/test_codegen.py` fails when the
 installed vLLM disagrees, and `make engine-args` regenerates it.
 """
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from shardline.errors import SpecError
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 Loc = tuple[str | int, ...]
 

@@ -7,13 +7,15 @@ Per model: `compression` (how long prompts are shortened before the engine) and
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
 from shardline.spec.base import StrictModel
 
 CompressionPolicyName = Literal["none", "truncate_middle", "extractive", "self_information"]
+COMPRESSION_POLICIES: tuple[str, ...] = get_args(CompressionPolicyName)
+"""Every compression policy by name: the one list the spec, the router and the policies share."""
 
 
 class CompressionSpec(StrictModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 SCHEMA_FILE = "deploymentspec.schema.json"
 

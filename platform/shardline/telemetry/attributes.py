@@ -6,8 +6,10 @@ gRPC ones; `shardline.*` names are ours. Nothing else spells these strings.
 
 from __future__ import annotations
 
+from shardline import wire
+
 # Spans
-SERVER_SPAN_PREFIX = "shardline.v1.Inference/"  # + method: the router's server span
+SERVER_SPAN_PREFIX = f"{wire.INFERENCE_SERVICE}/"  # + method: the router's server span
 ADMISSION_SPAN = "router.admission"
 REPLICA_CALL_SPAN = "router.replica_call"
 REPLICA_SPAN = "replica.generate"

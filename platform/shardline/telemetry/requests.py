@@ -2,7 +2,7 @@
 
 Router: `router_rpc` opens the RPC's server span (gRPC semantic conventions),
 continuing a W3C `traceparent` the client sent, returns the trace id to the
-client in the response's initial metadata (`TRACE_ID_METADATA`), and counts the
+client in the response's initial metadata (`wire.TRACE_ID`), and counts the
 RPC by method and status. Replica: `replica_request` opens the replica's span
 under the carrier that rode in the request and hands the engine a carrier naming
 that span, so vLLM's `llm_request` becomes its child.
@@ -22,14 +22,13 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shardline.engine.protocol import GenerationDelta, GenerationRequest
-from shardline.router.status import status_code
+from shardline import wire
+from shardline.generation import GenerationDelta, GenerationRequest
+from shardline.grpc_status import status_code
 from shardline.telemetry import attributes as attr
 from shardline.telemetry import metrics
 from shardline.telemetry.tracing import carrier, parent_context, trace_id_hex, tracer
 
-TRACE_ID_METADATA = "shardline-trace-id"
-SERVICE = "shardline.v1.Inference"
 
 
 def request_attributes(model: str, request: GenerationRequest) -> dict[str, Any]:
@@ -122,10 +121,10 @@ async def router_rpc(
 ) -> AsyncIterator[RouterRPC]:
     """The server span of one gRPC call, current while the handler runs; see the module doc."""
     headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-    attributes = {attr.RPC_SYSTEM: "grpc", attr.RPC_SERVICE: SERVICE, attr.RPC_METHOD: method}
+    attributes = {attr.RPC_SYSTEM: "grpc", attr.RPC_SERVICE: wire.INFERENCE_SERVICE, attr.RPC_METHOD: method}
     async with server_span(attr.SERVER_SPAN_PREFIX + method, method, headers, attributes, record_content) as rpc:
         if rpc.trace_id:
-            await context.send_initial_metadata(((TRACE_ID_METADATA, rpc.trace_id),))
+            await context.send_initial_metadata(((wire.TRACE_ID, rpc.trace_id),))
         yield rpc
 
 

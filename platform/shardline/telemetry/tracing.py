@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shardline.spec.model import TelemetrySpec
+from shardline.spec.deployment import TelemetrySpec
 from shardline.telemetry import attributes as attr
 
 logger = logging.getLogger(__name__)

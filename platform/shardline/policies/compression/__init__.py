@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from shardline.policies.compression import extractive, selfinfo, truncate
 from shardline.policies.compression.units import Span, TokenCounter, join, layout, whitespace_tokens
+from shardline.spec.policies import COMPRESSION_POLICIES
 
-POLICIES = ("none", "truncate_middle", "extractive", "self_information")
+NONE, TRUNCATE_MIDDLE, EXTRACTIVE, SELF_INFORMATION = COMPRESSION_POLICIES
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    policy: str = "extractive"
+    policy: str = EXTRACTIVE
     target_ratio: float = 4.0
     min_prompt_tokens: int = 2000
     min_ratio: float = 1.3
@@ -67,7 +68,7 @@ def compress(prompt: str, options: Options, scorers: Scorers) -> Compressed:
 
 def skip_reason(original: int, options: Options) -> str:
     """Why a prompt of `original` tokens is sent unchanged before any scoring ("" if not)."""
-    if options.policy == "none":
+    if options.policy == NONE:
         return "policy is none"
     if original < options.min_prompt_tokens:
         return f"prompt has {original} tokens; min_prompt_tokens is {options.min_prompt_tokens}"
@@ -75,14 +76,14 @@ def skip_reason(original: int, options: Options) -> str:
 
 
 def _select(lay, budget: int, options: Options, scorers: Scorers) -> set[int]:
-    if options.policy == "truncate_middle":
+    if options.policy == TRUNCATE_MIDDLE:
         return truncate.select(lay, budget)
-    if options.policy == "extractive":
+    if options.policy == EXTRACTIVE:
         if scorers.embed is None:
             raise ValueError("extractive compression needs an embedder")
         return extractive.select(lay, budget, scorers.embed, options.mmr_lambda)
-    if options.policy == "self_information":
+    if options.policy == SELF_INFORMATION:
         if scorers.token_nll is None:
             raise ValueError("self_information compression needs prompt token scores")
         return selfinfo.select(lay, budget, scorers.token_nll)
-    raise ValueError(f"unknown compression policy {options.policy!r}; known: {', '.join(POLICIES)}")
+    raise ValueError(f"unknown compression policy {options.policy!r}; known: {', '.join(COMPRESSION_POLICIES)}")

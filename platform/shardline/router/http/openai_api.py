@@ -21,10 +21,9 @@ from typing import Any, Literal
 from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shardline.engine.protocol import GenerationDelta
 from shardline.errors import InvalidArgument
-from shardline.router.pipeline import Outcome
-from shardline.router.report import policy_report
+from shardline.generation import GenerationDelta
+from shardline.router.report import RequestReport, policy_report
 from shardline.v1 import inference_pb2 as pb
 
 # OpenAI error `type` and HTTP status per typed error (RequestError.grpc_code).
@@ -152,30 +151,30 @@ def usage(delta: GenerationDelta | None) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def extension(outcome: Outcome) -> dict:
+def extension(report: RequestReport) -> dict:
     """The response's `shardline` object: our request id and the policy report."""
-    report = json_format.MessageToDict(policy_report(outcome), preserving_proto_field_name=True)
-    return {"request_id": outcome.request_id, "report": report}
+    as_json = json_format.MessageToDict(policy_report(report), preserving_proto_field_name=True)
+    return {"request_id": report.request_id, "report": as_json}
 
 
 class Shape:
     """Builds the response objects of one completion or chat request."""
 
-    def __init__(self, chat: bool, model: str, outcome: Outcome):
+    def __init__(self, chat: bool, model: str, report: RequestReport):
         self.chat = chat
         self.model = model
-        self.outcome = outcome
+        self.report = report
         self.created = int(time.time())
 
     @property
     def id(self) -> str:
-        return ("chatcmpl-" if self.chat else "cmpl-") + self.outcome.request_id
+        return ("chatcmpl-" if self.chat else "cmpl-") + self.report.request_id
 
     def whole(self, text: str, last: GenerationDelta | None) -> dict:
         finish = last.finish_reason if last else None
         choice = {"index": 0, "finish_reason": finish, "logprobs": None}
         choice.update({"message": {"role": "assistant", "content": text}} if self.chat else {"text": text})
-        return self._object([choice], usage=usage(last), shardline=extension(self.outcome))
+        return self._object([choice], usage=usage(last), shardline=extension(self.report))
 
     def chunk(self, delta: GenerationDelta, first: bool) -> dict:
         choice = {"index": 0, "finish_reason": delta.finish_reason, "logprobs": None}
@@ -183,7 +182,7 @@ class Shape:
             choice["delta"] = {"role": "assistant", "content": delta.text} if first else {"content": delta.text}
         else:
             choice["text"] = delta.text
-        extra = {"shardline": extension(self.outcome)} if delta.finish_reason is not None else {}
+        extra = {"shardline": extension(self.report)} if delta.finish_reason is not None else {}
         return self._object([choice], chunk=True, **extra)
 
     def usage_chunk(self, last: GenerationDelta | None) -> dict:

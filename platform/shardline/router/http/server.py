@@ -25,19 +25,20 @@ from contextlib import aclosing
 
 from aiohttp import web
 
-from shardline.engine.protocol import GenerationDelta
+from shardline import wire
 from shardline.errors import InvalidArgument, NotFound
-from shardline.router import chat_template, openai_api
-from shardline.router.pipeline import Outcome, Pipeline
-from shardline.router.status import retry_after_s, to_status
+from shardline.generation import GenerationDelta
+from shardline.grpc_status import retry_after_s, to_status
+from shardline.router.http import chat_template, openai_api
+from shardline.router.pipeline import Pipeline
+from shardline.router.report import RequestReport
 from shardline.security.auth import Guard, resolve_tenant
-from shardline.spec.model import DeploymentSpec, RouterLimits, RouterTLS
+from shardline.spec.deployment import DeploymentSpec, RouterLimits, RouterTLS
 from shardline.telemetry import attributes as attr
-from shardline.telemetry.requests import TRACE_ID_METADATA, server_span
+from shardline.telemetry.requests import server_span
 
 logger = logging.getLogger(__name__)
 
-TENANT_HEADER = "x-shardline-tenant"
 REQUEST_ID_HEADER = "x-request-id"
 DRAIN_POLL_S = 0.05
 MAX_HEADERS = 100
@@ -98,7 +99,7 @@ class HttpServer:
         self._active += 1
         try:
             if self._guard is not None:
-                self._guard.admit([("authorization", request.headers.get("Authorization", ""))])
+                self._guard.admit([(wire.AUTHORIZATION, request.headers.get(wire.AUTHORIZATION, ""))])
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             limit = body_limit(self._spec.router.limits)
@@ -135,13 +136,13 @@ class HttpServer:
 
     async def _generate(self, request: web.Request, body, prompt: str, chat: bool) -> web.StreamResponse:
         proto = openai_api.generate_request(body, prompt, _text_header(request, REQUEST_ID_HEADER))
-        proto.tenant = resolve_tenant("", _text_header(request, TENANT_HEADER))
-        outcome = Outcome()
-        shape = openai_api.Shape(chat, body.model, outcome)
+        proto.tenant = resolve_tenant("", _text_header(request, wire.TENANT))
+        report = RequestReport()
+        shape = openai_api.Shape(chat, body.model, report)
         async with self._traced(request) as rpc:
-            stream = self._pipeline.run(proto, self._spec.router.limits.default_deadline_s, outcome, rpc)
+            stream = self._pipeline.run(proto, self._spec.router.limits.default_deadline_s, report, rpc)
             async with aclosing(stream):
-                trace_header = {TRACE_ID_METADATA: rpc.trace_id} if rpc.trace_id else {}
+                trace_header = {wire.TRACE_ID: rpc.trace_id} if rpc.trace_id else {}
                 if body.stream:
                     usage = body.stream_options is not None and body.stream_options.include_usage
                     return await _sse(request, stream, shape, usage, trace_header)

@@ -10,7 +10,7 @@ than `MIN_CLIENT_PING_INTERVAL_MS` is sent GOAWAY (too_many_pings).
 
 from __future__ import annotations
 
-from shardline.spec.model import RouterLimits
+from shardline.spec.deployment import RouterLimits
 
 MIN_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default; room for every field besides the prompt
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -1,4 +1,7 @@
-"""Maps exceptions to gRPC statuses: typed errors keep their code and message."""
+"""Maps exceptions to gRPC statuses: typed errors keep their code and message.
+
+A leaf beside the error tree (`errors.py`): both front doors and telemetry ask it.
+"""
 
 from __future__ import annotations
 

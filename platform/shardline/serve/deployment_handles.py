@@ -15,8 +15,8 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from shardline.engine.protocol import GenerationDelta, GenerationRequest
 from shardline.errors import ReplicaLost, RequestError, ResourceExhausted, root_cause
+from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.serve.replica_counts import COUNTS
 
 

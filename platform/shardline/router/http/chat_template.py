@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 
 from shardline.errors import InvalidArgument
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 
 logger = logging.getLogger(__name__)
 

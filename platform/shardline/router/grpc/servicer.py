@@ -1,9 +1,10 @@
 """`shardline.v1.Inference`: the gRPC front door of the request pipeline.
 
-Each RPC runs `router/pipeline.py`: in-flight slot (RESOURCE_EXHAUSTED beyond the
-limit) -> admission (and a slot per model: RESOURCE_EXHAUSTED with a
-`grpc-retry-pushback-ms` trailer when the model is full) (typed errors; UNAVAILABLE fast when a model has no ready
-replica) -> compression -> decoding plan -> replica calls. When the client
+Each RPC runs the router's pipeline (`router/pipeline.py`, shared with the HTTP
+door): in-flight slot (RESOURCE_EXHAUSTED beyond the limit) -> admission (typed
+errors; UNAVAILABLE fast when a model has no ready replica; and a slot per model:
+RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the model is full)
+-> compression -> decoding plan -> replica calls. When the client
 cancels or its deadline passes, grpc.aio cancels this handler; closing the
 pipeline then cancels the replica call, which aborts the engine request.
 While the router drains, a call's status waits for the GOAWAY (`hold_call_ends`).
@@ -14,34 +15,26 @@ it, the request's `tenant` field, else the `x-shardline-tenant` metadata value.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import grpc
 
-from shardline.engine.protocol import GenerationDelta
-from shardline.errors import RETRY_PUSHBACK_TRAILER, TOKENS_SENT_TRAILER
-from shardline.policies.compression.extractive import Embedder
-from shardline.router.backend import Backend
-from shardline.router.pipeline import Outcome, Pipeline
-from shardline.router.report import policy_report
-from shardline.router.status import retry_after_s, to_status
+from shardline import wire
+from shardline.generation import GenerationDelta
+from shardline.grpc_status import retry_after_s, to_status
+from shardline.router.pipeline import Pipeline
+from shardline.router.report import RequestReport, policy_report
 from shardline.security.auth import resolve_tenant
-from shardline.spec.model import DeploymentSpec
+from shardline.spec.deployment import DeploymentSpec
 from shardline.telemetry.requests import router_rpc
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
-logger = logging.getLogger(__name__)
-
-TENANT_METADATA = "x-shardline-tenant"
-
-
 class InferenceServicer(pb_grpc.InferenceServicer):
-    def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder | None = None):
+    def __init__(self, spec: DeploymentSpec, pipeline: Pipeline):
         self._spec = spec
-        self.pipeline = Pipeline(spec, backend, embed)
+        self._pipeline = pipeline
         self._ends = asyncio.Event()
         self._ends.set()
 
@@ -54,35 +47,22 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     def release_call_ends(self) -> None:
         self._ends.set()
 
-    @property
-    def in_flight(self) -> int:
-        return self.pipeline.in_flight
-
-    @property
-    def ready(self) -> dict[str, int]:
-        """Ready replicas per model; kept current by the router's health loop."""
-        return self.pipeline.ready
-
-    @ready.setter
-    def ready(self, value: dict[str, int]) -> None:
-        self.pipeline.ready = value
-
     async def GenerateStream(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
-        outcome, sent, error = Outcome(), 0, None
+        report, sent, error = RequestReport(), 0, None
         try:
-            async for delta in self._serve(request, context, outcome, "GenerateStream"):
+            async for delta in self._serve(request, context, report, "GenerateStream"):
                 sent += len(delta.token_ids)
-                yield _chunk(outcome, delta)
+                yield _chunk(report, delta)
         except Exception as exc:  # typed errors keep their status; anything else is INTERNAL
             error = exc
         await self._end(context, error, sent)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        text, token_ids, last, outcome, error = [], [], None, Outcome(), None
+        text, token_ids, last, report, error = [], [], None, RequestReport(), None
         try:
-            async for delta in self._serve(request, context, outcome, "Generate"):
+            async for delta in self._serve(request, context, report, "Generate"):
                 text.append(delta.text)
                 token_ids.extend(delta.token_ids)
                 last = delta
@@ -90,12 +70,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             error = exc
         await self._end(context, error, 0)
         return pb.GenerateResponse(
-            request_id=outcome.request_id,
+            request_id=report.request_id,
             text="".join(text),
             token_ids=token_ids,
             finish_reason=last.finish_reason or "" if last else "",
             usage=_usage(last) if last else None,
-            report=policy_report(outcome),
+            report=policy_report(report),
         )
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
@@ -107,7 +87,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     tensor_parallel_size=m.parallelism.tensor,
                     pipeline_parallel_size=m.parallelism.pipeline,
                     expert_parallel_size=m.parallelism.expert,
-                    ready_replicas=self.ready.get(m.name, 0),
+                    ready_replicas=self._pipeline.ready.get(m.name, 0),
                 )
                 for m in self._spec.models
             ]
@@ -120,13 +100,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             await _abort(context, error, tokens_sent)
 
     async def _serve(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, outcome: Outcome, method: str
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, report: RequestReport, method: str
     ) -> AsyncIterator[GenerationDelta]:
         async with router_rpc(method, context, self._spec.telemetry.record_content) as rpc:
             tenant = _tenant(request, context)
             if tenant != request.tenant:
                 request = _with_tenant(request, tenant)
-            async with aclosing(self.pipeline.run(request, self._timeout(context), outcome, rpc)) as stream:
+            async with aclosing(self._pipeline.run(request, self._timeout(context), report, rpc)) as stream:
                 async for delta in stream:
                     yield delta
 
@@ -136,21 +116,21 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         return default if remaining is None else min(remaining, default)
 
 
-def _chunk(outcome: Outcome, delta: GenerationDelta) -> pb.GenerateChunk:
+def _chunk(report: RequestReport, delta: GenerationDelta) -> pb.GenerateChunk:
     final = delta.finish_reason is not None
     return pb.GenerateChunk(
-        request_id=outcome.request_id,
+        request_id=report.request_id,
         text=delta.text,
         token_ids=delta.token_ids,
         finish_reason=delta.finish_reason or "",
         usage=_usage(delta) if final else None,
-        report=policy_report(outcome) if final else None,
+        report=policy_report(report) if final else None,
     )
 
 
 def _tenant(request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> str:
     metadata = dict(context.invocation_metadata() or ())
-    return resolve_tenant(request.tenant, metadata.get(TENANT_METADATA, ""))
+    return resolve_tenant(request.tenant, metadata.get(wire.TENANT, ""))
 
 
 def _with_tenant(request: pb.GenerateRequest, tenant: str) -> pb.GenerateRequest:
@@ -166,8 +146,8 @@ def _usage(delta: GenerationDelta) -> pb.Usage:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, tokens_sent: int) -> None:
     code, message = to_status(exc)
-    trailers = [(TOKENS_SENT_TRAILER, str(tokens_sent))]
+    trailers = [(wire.TOKENS_SENT_TRAILER, str(tokens_sent))]
     after = retry_after_s(exc)
     if after is not None:
-        trailers.append((RETRY_PUSHBACK_TRAILER, str(round(after * 1000))))
+        trailers.append((wire.RETRY_PUSHBACK_TRAILER, str(round(after * 1000))))
     await context.abort(code, message, trailing_metadata=tuple(trailers))

@@ -1,0 +1,1 @@
+"""The gRPC door: server setup, the Inference servicer, interceptors (auth, decoding), transport limits."""

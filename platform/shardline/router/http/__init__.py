@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP door: aiohttp server, OpenAI wire format, chat templates."""
