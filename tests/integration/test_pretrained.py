@@ -6,7 +6,7 @@ manifest `make models` signed, answering questions whose answers a reader can ch
 import openai
 import pytest
 import yaml
-from conftest import ROOT, deployed
+from live import ROOT, deployed
 
 from shardline.models.pretrained import prepare_pretrained, signing_public_key
 

@@ -1,8 +1,8 @@
 """The OpenAI wire format: request bodies -> `GenerateRequest`, results -> JSON objects.
 
-Pure (no I/O), like admission.py: the HTTP door (`http_server.py`) parses a body
+Pure (no I/O), like validation.py: the HTTP door (`http/server.py`) parses a body
 here, runs the same `Pipeline` as gRPC and shapes what comes back here. Limits
-(max_tokens, stop strings, prompt size, known models) stay in admission, so both
+(max_tokens, stop strings, prompt size, known models) stay in validation, so both
 doors reject the same requests with the same messages.
 
 Supported: one choice (`n` = 1), a string prompt, text chat messages. Fields we
