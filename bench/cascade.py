@@ -30,17 +30,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stack import ROOT, deployed  # noqa: E402
-
 from shardline.client import Client  # noqa: E402
-from shardline.generation import TokenLogprob  # noqa: E402
 from shardline.errors import ResourceExhausted  # noqa: E402
+from shardline.generation import TokenLogprob  # noqa: E402
 from shardline.models import tasks  # noqa: E402
 from shardline.policies import uncertainty  # noqa: E402
 from shardline.policies.decoding.budget import Ledger  # noqa: E402
 from shardline.policies.decoding.costs import Tier  # noqa: E402
 from shardline.policies.decoding.plan import make_plan, should_escalate  # noqa: E402
 from shardline.spec import load_spec  # noqa: E402
+from stack import ROOT, deployed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SPEC = ROOT / "deployments" / "bench-policies.yaml"
@@ -64,10 +63,14 @@ def record(items_per_length: int, seed: int) -> list[dict]:
 def ask(client: Client, tier: str, item: tasks.Item) -> dict:
     start = time.perf_counter()
     reply = client.generate(tier, item.prompt, timeout=120, max_tokens=8, temperature=0.0, uncertainty=True)
-    return {"right": tasks.score(item, reply.text), "u": reply.report.uncertainty.score,
-            **{c: reply.report.uncertainty.components[c] for c in COMPONENTS},
-            "prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": reply.usage.completion_tokens,
-            "latency_s": time.perf_counter() - start}
+    return {
+        "right": tasks.score(item, reply.text),
+        "u": reply.report.uncertainty.score,
+        **{c: reply.report.uncertainty.components[c] for c in COMPONENTS},
+        "prompt_tokens": reply.usage.prompt_tokens,
+        "completion_tokens": reply.usage.completion_tokens,
+        "latency_s": time.perf_counter() - start,
+    }
 
 
 def prices() -> dict[str, Tier]:
@@ -88,8 +91,7 @@ def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
         up = [r["kv-small"]["u"] > theta for r in rows]
         quality = statistics.mean(r["kv-large" if e else "kv-small"]["right"] for r, e in zip(rows, up))
         spend = statistics.mean(cs + (cl if e else 0.0) for cs, cl, e in zip(c_small, c_large, up))
-        points.append({"threshold": theta, "escalation_rate": statistics.mean(up), "quality": quality,
-                       "cost": spend})
+        points.append({"threshold": theta, "escalation_rate": statistics.mean(up), "quality": quality, "cost": spend})
     q_large, cost_large = statistics.mean(r["kv-large"]["right"] for r in rows), statistics.mean(c_large)
     q_small, cost_small = statistics.mean(r["kv-small"]["right"] for r in rows), statistics.mean(c_small)
     fits = [p for p in points if p["quality"] >= 0.95 * q_large]
@@ -108,7 +110,10 @@ def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
 def oracle(rows, c_small, c_large) -> dict:
     up = [not r["kv-small"]["right"] and r["kv-large"]["right"] for r in rows]
     quality = statistics.mean(r["kv-large" if e else "kv-small"]["right"] for r, e in zip(rows, up))
-    return {"quality": quality, "cost": statistics.mean(cs + (cl if e else 0) for cs, cl, e in zip(c_small, c_large, up))}
+    return {
+        "quality": quality,
+        "cost": statistics.mean(cs + (cl if e else 0) for cs, cl, e in zip(c_small, c_large, up)),
+    }
 
 
 def random_baseline(best, q_small, q_large, cost_small, cost_large) -> dict:
@@ -182,8 +187,9 @@ def score_time_us(steps: int = 8, calls: int = 20_000) -> dict:
     return out
 
 
-def simulated_outcomes(rows: list[dict], seed: int, n: int = 5000, weak: float = 0.7, strong: float = 0.85,
-                       target_auroc: float = 0.75) -> list[dict]:
+def simulated_outcomes(
+    rows: list[dict], seed: int, n: int = 5000, weak: float = 0.7, strong: float = 0.85, target_auroc: float = 0.75
+) -> list[dict]:
     """RouterBench-style table from latent difficulty: P(right | tier) = sigmoid(logit(skill) - d).
 
     Token counts are drawn from the recorded rows (so the real tiers' prices apply).
@@ -197,10 +203,12 @@ def simulated_outcomes(rows: list[dict], seed: int, n: int = 5000, weak: float =
         d, row = rng.gauss(0, 1), rng.choice(rows)
         small_right = rng.random() < _sigmoid(_logit(weak) - d)
         u = _sigmoid((0.0 if small_right else gap) + rng.gauss(0, 1))
-        out.append({
-            "kv-small": {**row["kv-small"], "right": small_right, "u": u},
-            "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(_logit(strong) - d)},
-        })
+        out.append(
+            {
+                "kv-small": {**row["kv-small"], "right": small_right, "u": u},
+                "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(_logit(strong) - d)},
+            }
+        )
     return out
 
 
@@ -210,10 +218,15 @@ def savings_grid(rows: list[dict], tiers: dict[str, Tier], seed: int, measured: 
     for weak in (0.6, 0.7, 0.8):
         for target in (measured, 0.85, 0.95):
             c = curve(simulated_outcomes(rows, seed, n=3000, weak=weak, strong=0.85, target_auroc=target), tiers)
-            grid.append({"weak_skill": weak, "uncertainty_auroc": round(target, 3),
-                         "weak_quality": round(c["all_small"]["quality"], 3),
-                         "strong_quality": round(c["all_large"]["quality"], 3),
-                         "cost_saved_at_95pct": c["cost_saved_at_95pct"]})
+            grid.append(
+                {
+                    "weak_skill": weak,
+                    "uncertainty_auroc": round(target, 3),
+                    "weak_quality": round(c["all_small"]["quality"], 3),
+                    "strong_quality": round(c["all_large"]["quality"], 3),
+                    "cost_saved_at_95pct": c["cost_saved_at_95pct"],
+                }
+            )
     return grid
 
 
@@ -262,8 +275,16 @@ def run_tenant(rng, cascade, prompts, budget, requests, share) -> dict:
         ledger.settle(reservation, spent)
         right += ok
         violations += ledger.spent > budget + 1e-9
-    return {"budget_share_of_typical": share, "budget": budget, "spent": ledger.spent, "requests": requests,
-            "rejected": rejected, "escalated": escalated, "quality": right / requests, "violations": violations}
+    return {
+        "budget_share_of_typical": share,
+        "budget": budget,
+        "spent": ledger.spent,
+        "requests": requests,
+        "rejected": rejected,
+        "escalated": escalated,
+        "quality": right / requests,
+        "violations": violations,
+    }
 
 
 def plot(result: dict, path: Path) -> None:
@@ -280,7 +301,12 @@ def plot(result: dict, path: Path) -> None:
 
 
 def _plot_curve(ax, c: dict, title: str) -> None:
-    ax.plot([p["cost"] for p in c["points"]], [p["quality"] for p in c["points"]], marker=".", label="cascade (threshold sweep)")
+    ax.plot(
+        [p["cost"] for p in c["points"]],
+        [p["quality"] for p in c["points"]],
+        marker=".",
+        label="cascade (threshold sweep)",
+    )
     for name in ("all_small", "all_large", "oracle"):
         ax.scatter([c[name]["cost"]], [c[name]["quality"]], label=name, zorder=3)
     if c["random_at_same_rate"]:
@@ -306,11 +332,15 @@ def main() -> None:
     tiers = prices()
     quality = uncertainty_quality(rows, args.seed)
     simulated = simulated_outcomes(rows, args.seed, target_auroc=quality["auroc_score"])
-    result = {"items": len(rows), "curve": curve(rows, tiers), "uncertainty": quality,
-              "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
-              "simulated_savings_grid": savings_grid(rows, tiers, args.seed, quality["auroc_score"]),
-              "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in TIERS},
-              "budgets": simulate_budgets(tiers, rows, args.seed)}
+    result = {
+        "items": len(rows),
+        "curve": curve(rows, tiers),
+        "uncertainty": quality,
+        "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
+        "simulated_savings_grid": savings_grid(rows, tiers, args.seed, quality["auroc_score"]),
+        "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in TIERS},
+        "budgets": simulate_budgets(tiers, rows, args.seed),
+    }
     report(result)
     (RESULTS / "cascade.json").write_text(json.dumps(result, indent=2))
     plot(result, RESULTS / "cascade.png")
@@ -321,18 +351,24 @@ def report(result: dict) -> None:
         print(f"-- cascade, {title}")
         report_curve(result[key])
     u = result["uncertainty"]
-    print(f"AUROC(kv-small wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
-          f"{u['auroc_logistic_mix_5fold']:.3f}  random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f})")
+    print(
+        f"AUROC(kv-small wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
+        f"{u['auroc_logistic_mix_5fold']:.3f}  random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f})"
+    )
     print("  components: " + "  ".join(f"{c} {u['auroc_' + c]:.3f}" for c in COMPONENTS))
     print(f"  score time: {u['score_time_us']} us")
     print(f"median latency s: {result['latency_s']}")
     for g in result["simulated_savings_grid"]:
         saved = "n/a" if g["cost_saved_at_95pct"] is None else f"{g['cost_saved_at_95pct']:.1%}"
-        print(f"simulator weak {g['weak_quality']:.2f} strong {g['strong_quality']:.2f} "
-              f"AUROC {g['uncertainty_auroc']:.2f}: saved {saved}")
+        print(
+            f"simulator weak {g['weak_quality']:.2f} strong {g['strong_quality']:.2f} "
+            f"AUROC {g['uncertainty_auroc']:.2f}: saved {saved}"
+        )
     for b in result["budgets"]:
-        print(f"budget x{b['budget_share_of_typical']:<5} spent/budget {b['spent'] / b['budget']:.3f} rejected "
-              f"{b['rejected']} escalated {b['escalated']} quality {b['quality']:.3f} violations {b['violations']}")
+        print(
+            f"budget x{b['budget_share_of_typical']:<5} spent/budget {b['spent'] / b['budget']:.3f} rejected "
+            f"{b['rejected']} escalated {b['escalated']} quality {b['quality']:.3f} violations {b['violations']}"
+        )
 
 
 def report_curve(c: dict) -> None:
@@ -340,8 +376,10 @@ def report_curve(c: dict) -> None:
         print(f"{name:<12} quality {c[name]['quality']:.3f}  cost {c[name]['cost']:.6f}")
     best = c["at_95pct_of_large"]
     if best:
-        print(f"cascade @95% threshold {best['threshold']:.3f} escalation {best['escalation_rate']:.2f} "
-              f"quality {best['quality']:.3f} cost {best['cost']:.6f} saved {c['cost_saved_at_95pct']:.1%}")
+        print(
+            f"cascade @95% threshold {best['threshold']:.3f} escalation {best['escalation_rate']:.2f} "
+            f"quality {best['quality']:.3f} cost {best['cost']:.6f} saved {c['cost_saved_at_95pct']:.1%}"
+        )
         r = c["random_at_same_rate"]
         print(f"random escalation at that rate: quality {r['quality']:.3f} cost {r['cost']:.6f}")
 

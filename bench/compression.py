@@ -37,8 +37,7 @@ POLICIES = (TRUNCATE_MIDDLE, EXTRACTIVE, SELF_INFORMATION)
 RATIOS = (2, 4, 8, 16)
 
 
-def haystack(rng: random.Random, tokens: int, needles: int, depth: float,
-             filler_kind: str) -> tuple[str, str, str]:
+def haystack(rng: random.Random, tokens: int, needles: int, depth: float, filler_kind: str) -> tuple[str, str, str]:
     """(prompt, asked needle sentence, answer): the asked needle sits at `depth`.
 
     `random` filler draws every word at random (what the tiers were trained on);
@@ -96,25 +95,36 @@ def run(args) -> dict:
                     out = compress(prompt, options, scorers)
                     seconds = time.perf_counter() - start
                     cell = cells.setdefault((policy, ratio, length), [])
-                    cell.append({"ratio": out.original_tokens / out.sent_tokens, "needle": needle in out.text,
-                                 "answer": answer in out.text.split("Question :")[0],
-                                 "ms_per_1k": seconds * 1000 / (out.original_tokens / 1000),
-                                 "scoring_ms_per_1k": score_s * 1000 / (out.original_tokens / 1000)})
+                    cell.append(
+                        {
+                            "ratio": out.original_tokens / out.sent_tokens,
+                            "needle": needle in out.text,
+                            "answer": answer in out.text.split("Question :")[0],
+                            "ms_per_1k": seconds * 1000 / (out.original_tokens / 1000),
+                            "scoring_ms_per_1k": score_s * 1000 / (out.original_tokens / 1000),
+                        }
+                    )
     return summarise(cells)
 
 
 def summarise(cells) -> dict:
     rows = []
     for (policy, ratio, length), runs in sorted(cells.items()):
-        rows.append({
-            "policy": policy, "target_ratio": ratio, "tokens": length, "items": len(runs),
-            "achieved_ratio": round(statistics.mean(r["ratio"] for r in runs), 2),
-            "needle_retention": round(statistics.mean(r["needle"] for r in runs), 3),
-            "answer_retention": round(statistics.mean(r["answer"] for r in runs), 3),
-            "ms_per_1k_tokens": round(statistics.median(r["ms_per_1k"] for r in runs), 2),
-            "scoring_prefill_ms_per_1k": round(statistics.median(r["scoring_ms_per_1k"] for r in runs), 2)
-            if policy == SELF_INFORMATION else 0.0,
-        })
+        rows.append(
+            {
+                "policy": policy,
+                "target_ratio": ratio,
+                "tokens": length,
+                "items": len(runs),
+                "achieved_ratio": round(statistics.mean(r["ratio"] for r in runs), 2),
+                "needle_retention": round(statistics.mean(r["needle"] for r in runs), 3),
+                "answer_retention": round(statistics.mean(r["answer"] for r in runs), 3),
+                "ms_per_1k_tokens": round(statistics.median(r["ms_per_1k"] for r in runs), 2),
+                "scoring_prefill_ms_per_1k": round(statistics.median(r["scoring_ms_per_1k"] for r in runs), 2)
+                if policy == SELF_INFORMATION
+                else 0.0,
+            }
+        )
     return {"rows": rows, "by_policy_ratio": by_policy_ratio(rows)}
 
 
@@ -124,13 +134,16 @@ def by_policy_ratio(rows) -> list[dict]:
         for ratio in RATIOS:
             cell = [r for r in rows if r["policy"] == policy and r["target_ratio"] == ratio]
             n = sum(r["items"] for r in cell)
-            out.append({
-                "policy": policy, "target_ratio": ratio,
-                "achieved_ratio": round(sum(r["achieved_ratio"] * r["items"] for r in cell) / n, 2),
-                "needle_retention": round(sum(r["needle_retention"] * r["items"] for r in cell) / n, 3),
-                "answer_retention": round(sum(r["answer_retention"] * r["items"] for r in cell) / n, 3),
-                "ms_per_1k_tokens": round(statistics.median(r["ms_per_1k_tokens"] for r in cell), 2),
-            })
+            out.append(
+                {
+                    "policy": policy,
+                    "target_ratio": ratio,
+                    "achieved_ratio": round(sum(r["achieved_ratio"] * r["items"] for r in cell) / n, 2),
+                    "needle_retention": round(sum(r["needle_retention"] * r["items"] for r in cell) / n, 3),
+                    "answer_retention": round(sum(r["answer_retention"] * r["items"] for r in cell) / n, 3),
+                    "ms_per_1k_tokens": round(statistics.median(r["ms_per_1k_tokens"] for r in cell), 2),
+                }
+            )
     return out
 
 
@@ -144,8 +157,13 @@ def plot(summary: dict, path: Path) -> None:
     for policy in POLICIES:
         rows = [r for r in summary["by_policy_ratio"] if r["policy"] == policy]
         ax.plot([r["target_ratio"] for r in rows], [r["needle_retention"] for r in rows], marker="o", label=policy)
-    ax.set(xscale="log", xlabel="target ratio (x)", ylabel="needle retention", ylim=(0, 1.05),
-           title="Compression: needle retention vs ratio")
+    ax.set(
+        xscale="log",
+        xlabel="target ratio (x)",
+        ylabel="needle retention",
+        ylim=(0, 1.05),
+        title="Compression: needle retention vs ratio",
+    )
     ax.set_xticks(RATIOS, [str(r) for r in RATIOS])
     ax.legend()
     fig.tight_layout()
@@ -163,8 +181,10 @@ def main() -> None:
     summary = {"config": vars(args), **run(args), "torch_threads": torch.get_num_threads()}
     print(f"{'policy':<18}{'ratio':>6}{'achieved':>10}{'needle':>8}{'answer':>8}{'ms/1k':>8}")
     for r in summary["by_policy_ratio"]:
-        print(f"{r['policy']:<18}{r['target_ratio']:>6}{r['achieved_ratio']:>10}{r['needle_retention']:>8}"
-              f"{r['answer_retention']:>8}{r['ms_per_1k_tokens']:>8}")
+        print(
+            f"{r['policy']:<18}{r['target_ratio']:>6}{r['achieved_ratio']:>10}{r['needle_retention']:>8}"
+            f"{r['answer_retention']:>8}{r['ms_per_1k_tokens']:>8}"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"compression-{args.filler}.json").write_text(json.dumps(summary, indent=2))
     plot(summary, RESULTS / f"compression-{args.filler}.png")

@@ -22,11 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compression import haystack  # noqa: E402
-from stack import ROOT, deployed  # noqa: E402
-
 from shardline.client import Client  # noqa: E402
 from shardline.policies.compression import EXTRACTIVE, NONE, TRUNCATE_MIDDLE  # noqa: E402
 from shardline.v1 import inference_pb2 as pb  # noqa: E402
+from stack import ROOT, deployed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SPEC = ROOT / "deployments" / "bench-policies.yaml"
@@ -57,9 +56,15 @@ def run(args) -> dict:
                 seconds, last = ttft(client, prompt, arm)
                 samples[arm].append(seconds * 1000)
                 reports[arm] = last.report.compression
-    rows = {arm: {"ttft_p50_ms": round(statistics.median(v), 1), "ttft_mean_ms": round(statistics.mean(v), 1),
-                  "sent_prompt_tokens": reports[arm].sent_prompt_tokens,
-                  "original_prompt_tokens": reports[arm].original_prompt_tokens} for arm, v in samples.items()}
+    rows = {
+        arm: {
+            "ttft_p50_ms": round(statistics.median(v), 1),
+            "ttft_mean_ms": round(statistics.mean(v), 1),
+            "sent_prompt_tokens": reports[arm].sent_prompt_tokens,
+            "original_prompt_tokens": reports[arm].original_prompt_tokens,
+        }
+        for arm, v in samples.items()
+    }
     for arm in ARMS:
         rows[arm]["speedup_vs_none"] = round(rows[NONE]["ttft_p50_ms"] / rows[arm]["ttft_p50_ms"], 2)
     return {"config": vars(args), "arms": rows, "samples_ms": samples}

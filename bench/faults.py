@@ -9,8 +9,8 @@ bounded queues and an 8 s default deadline (overload, cancel storm, deadlines),
 and a two-replica variant with 100% surge that goes through its whole life:
 a rolling update, a failing update, then `shardline down` with live streams.
 Each scenario is a drill from `shardline.faults` (the tests run the same ones at
-bounded sizes: `make test`; these full sizes: `make drills`). Prints one table row per phase (verdict counts, untyped statuses,
-latency) and each scenario's own figures; writes bench/results/faults.json.
+bounded sizes: `make test`; these full sizes: `make drills`). Prints one table row
+per phase (verdict counts, untyped statuses, latency) and each scenario's own figures; writes bench/results/faults.json.
 LOST and CORRUPT must be 0 in every row.
 """
 
@@ -25,7 +25,6 @@ from pathlib import Path
 import grpc
 import yaml
 from ray import serve
-from stack import DEPLOY_TIMEOUT_S, ROOT
 
 from shardline.client import make_request
 from shardline.faults.cancel_storm import cancel_storm
@@ -40,6 +39,7 @@ from shardline.faults.workload import greedy_batch, prompts
 from shardline.outcomes import table
 from shardline.serve import lifecycle
 from shardline.spec import validate_spec
+from stack import DEPLOY_TIMEOUT_S, ROOT
 
 ONGOING, QUEUED, DEFAULT_CAP_S = 8, 4, 8.0
 LONG, MAX_MODEL_LEN = 12000, 12288  # tokens: far past any deadline here (tests/integration/test_faults_load.py)
@@ -52,11 +52,18 @@ def two_replicas(base: dict) -> dict:
 
 def one_replica(base: dict) -> dict:
     """Bounded queues and a short default deadline, so load figures mean one replica."""
-    model = {**base["models"][0], "max_model_len": MAX_MODEL_LEN,
-             "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED, "target_ongoing_requests": 1}}
-    return {**base, "name": base["name"] + "-load", "models": [model],
-            "router": {**base["router"], "limits": {"default_deadline_s": DEFAULT_CAP_S, "max_tokens": LONG}},
-            "telemetry": {"exporter": "off", "metrics": False}}
+    model = {
+        **base["models"][0],
+        "max_model_len": MAX_MODEL_LEN,
+        "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED, "target_ongoing_requests": 1},
+    }
+    return {
+        **base,
+        "name": base["name"] + "-load",
+        "models": [model],
+        "router": {**base["router"], "limits": {"default_deadline_s": DEFAULT_CAP_S, "max_tokens": LONG}},
+        "telemetry": {"exporter": "off", "metrics": False},
+    }
 
 
 def updatable(base: dict) -> dict:
@@ -70,18 +77,29 @@ def with_model(data: dict, **fields) -> dict:
 
 def update_scenarios(args) -> dict:
     """In this order: the app ends with `down`."""
+
     def update(d, **fields):
         spec = validate_spec(with_model(d.spec, **fields))
         wait_s = FAILING_UPDATE_WAIT_S if "max_model_len" in fields else DEPLOY_TIMEOUT_S
-        return rolling_update(d.target, d.model, lambda: lifecycle.deploy(spec, wait_s),
-                              concurrency=args.concurrency // 2, max_tokens=args.max_tokens)
+        return rolling_update(
+            d.target,
+            d.model,
+            lambda: lifecycle.deploy(spec, wait_s),
+            concurrency=args.concurrency // 2,
+            max_tokens=args.max_tokens,
+        )
 
     return {
         "rolling_update": lambda d: update(d, env={"SHARDLINE_ROLLOUT": "v2"}),
         # vLLM refuses a max_model_len beyond the model's 16384 positions: every new replica fails.
         "failing_update": lambda d: update(d, max_model_len=20000),
-        "down": lambda d: drain_under_load(d.target, d.model, lambda: lifecycle.undeploy(d.app),
-                                           streams=args.concurrency, max_tokens=4 * args.max_tokens),
+        "down": lambda d: drain_under_load(
+            d.target,
+            d.model,
+            lambda: lifecycle.undeploy(d.app),
+            streams=args.concurrency,
+            max_tokens=4 * args.max_tokens,
+        ),
     }
 
 
@@ -101,19 +119,38 @@ def load_scenarios(args) -> dict:
             return _plain(await drill(channel, serve_probe(d.app, d.model)))
 
     def stream(model, tokens):
-        return lambda rid: make_request(model, prompts(1)[0], max_tokens=tokens, temperature=0.0, ignore_eos=True,
-                                        request_id=rid)
+        return lambda rid: make_request(
+            model, prompts(1)[0], max_tokens=tokens, temperature=0.0, ignore_eos=True, request_id=rid
+        )
 
     return {
-        "overload": lambda d: run(d, lambda ch, probe: overload(
-            ch, stream(d.model, args.max_tokens), slots=ONGOING, factor=3.0, duration_s=args.duration_s,
-            unloaded_n=8, capacity_n=6 * ONGOING)),
-        "cancel_storm": lambda d: run(d, lambda ch, probe: cancel_storm(
-            ch, greedy_batch(d.model, args.requests, args.max_tokens), probe, fraction=0.5, concurrency=ONGOING)),
-        "client_deadline": lambda d: run(d, lambda ch, probe: deadlines(
-            ch, greedy_batch(d.model, ONGOING, LONG), probe, deadline_s=0.5)),
-        "default_cap": lambda d: run(d, lambda ch, probe: deadlines(
-            ch, greedy_batch(d.model, ONGOING, LONG), probe, deadline_s=DEFAULT_CAP_S, client_deadline=False)),
+        "overload": lambda d: run(
+            d,
+            lambda ch, probe: overload(
+                ch,
+                stream(d.model, args.max_tokens),
+                slots=ONGOING,
+                factor=3.0,
+                duration_s=args.duration_s,
+                unloaded_n=8,
+                capacity_n=6 * ONGOING,
+            ),
+        ),
+        "cancel_storm": lambda d: run(
+            d,
+            lambda ch, probe: cancel_storm(
+                ch, greedy_batch(d.model, args.requests, args.max_tokens), probe, fraction=0.5, concurrency=ONGOING
+            ),
+        ),
+        "client_deadline": lambda d: run(
+            d, lambda ch, probe: deadlines(ch, greedy_batch(d.model, ONGOING, LONG), probe, deadline_s=0.5)
+        ),
+        "default_cap": lambda d: run(
+            d,
+            lambda ch, probe: deadlines(
+                ch, greedy_batch(d.model, ONGOING, LONG), probe, deadline_s=DEFAULT_CAP_S, client_deadline=False
+            ),
+        ),
     }
 
 
@@ -139,8 +176,9 @@ def _jsonable(value):
 
 def tallies(name: str, result: dict) -> dict[str, dict]:
     """Every tally a scenario returned, as table rows."""
-    return {f"{name} ({key})": value for key, value in result.items()
-            if isinstance(value, dict) and "verdicts" in value}
+    return {
+        f"{name} ({key})": value for key, value in result.items() if isinstance(value, dict) and "verdicts" in value
+    }
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the strategies and the fake engine live with the tests
 
 from fuzzing import MODEL, TOKEN, TYPED, Case, cases, fuzz_spec, send, threaded_router, write_tokens  # noqa: E402
-
 from shardline.v1 import inference_pb2 as pb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -66,8 +65,13 @@ def run(examples: int, seed_value: int, channel: grpc.Channel) -> Tally:
     tally = Tally()
 
     @seed(seed_value)
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases)
     def one(case: Case) -> None:
         tally.record(case, channel)
@@ -84,7 +88,9 @@ def still_serves(channel: grpc.Channel) -> bool:
 def report(tally: Tally, seconds: float, serving: bool) -> dict:
     calls = sum(tally.statuses.values()) + len(tally.crashes)
     kinds = sorted({k for _, k in tally.statuses})
-    codes = sorted({c for c, _ in tally.statuses}, key=lambda c: -sum(n for (s, _), n in tally.statuses.items() if s == c))
+    codes = sorted(
+        {c for c, _ in tally.statuses}, key=lambda c: -sum(n for (s, _), n in tally.statuses.items() if s == c)
+    )
     print(f"{'status':<20}" + "".join(f"{k:>20}" for k in kinds) + f"{'total':>10}")
     for code in codes:
         row = [tally.statuses[(code, k)] for k in kinds]
@@ -92,8 +98,10 @@ def report(tally: Tally, seconds: float, serving: bool) -> dict:
     lat = sorted(tally.latencies)
     p50, p99 = (statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]) if lat else (0.0, 0.0)
     print(f"\ncalls {calls} in {seconds:.0f} s; per call p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-    print(f"UNKNOWN/INTERNAL or empty message: {len(tally.untyped)}; crashes: {len(tally.crashes)}; "
-          f"router still serving: {'yes' if serving else 'NO'}")
+    print(
+        f"UNKNOWN/INTERNAL or empty message: {len(tally.untyped)}; crashes: {len(tally.crashes)}; "
+        f"router still serving: {'yes' if serving else 'NO'}"
+    )
     return {
         "calls": calls,
         "seconds": round(seconds, 1),

@@ -106,8 +106,9 @@ async def direct_phase(model, args) -> PhaseResult:
     if not on_gpu:
         configure_cpu_environment(model.parallelism.world_size)
     llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(model, on_gpu)))
-    params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True,
-                            output_kind=RequestOutputKind.DELTA)
+    params = SamplingParams(
+        max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True, output_kind=RequestOutputKind.DELTA
+    )
 
     async def one_request(prompt: str) -> tuple[float, int]:
         outputs = llm.generate({"prompt": prompt}, params, uuid.uuid4().hex)
@@ -145,9 +146,15 @@ async def vllm_server_phase(model, args) -> PhaseResult:
             await _wait_http(session, f"{url}/health", server)
 
             async def one_request(prompt: str) -> tuple[float, int]:
-                body = {"model": model.name, "prompt": prompt, "max_tokens": args.max_tokens,
-                        "temperature": 0.0, "ignore_eos": True, "stream": True,
-                        "stream_options": {"include_usage": True}}
+                body = {
+                    "model": model.name,
+                    "prompt": prompt,
+                    "max_tokens": args.max_tokens,
+                    "temperature": 0.0,
+                    "ignore_eos": True,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
                 start, ttft, n = time.perf_counter(), None, 0
                 async with session.post(f"{url}/v1/completions", json=body) as resp:
                     async for line in resp.content:
@@ -221,7 +228,9 @@ def report(direct: PhaseResult, server: PhaseResult, routed: PhaseResult, spec, 
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['name']:<28}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['requests']:>10}")
+        print(
+            f"{r['name']:<28}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['requests']:>10}"
+        )
     for key, r in ratios.items():
         print(f"{key}: throughput {r['throughput']:.3f}x, TTFT p50 {r['ttft_p50']:.2f}x, p99 {r['ttft_p99']:.2f}x")
     m = spec.models[0]
@@ -229,8 +238,14 @@ def report(direct: PhaseResult, server: PhaseResult, routed: PhaseResult, spec, 
         "benchmark": "serving",
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "spec": args.spec,
-        "model": {"name": m.name, "tensor": m.parallelism.tensor, "pipeline": m.parallelism.pipeline,
-                  "dtype": m.dtype, "env": m.env, "stream_interval_ms": m.stream_interval_ms},
+        "model": {
+            "name": m.name,
+            "tensor": m.parallelism.tensor,
+            "pipeline": m.parallelism.pipeline,
+            "dtype": m.dtype,
+            "env": m.env,
+            "stream_interval_ms": m.stream_interval_ms,
+        },
         "workload": {"streams": args.streams, "requests_per_stream": args.requests, "max_tokens": args.max_tokens},
         "results": rows,
         "ratios": ratios,
@@ -259,13 +274,23 @@ def tracing_comparison(spec, args) -> dict:
     print(header)
     print("-" * len(header))
     for r in map(PhaseResult.summary, runs):
-        print(f"{r['name']:<32}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['requests']:>10}")
-    mean = {mode: statistics.mean(r.tokens_per_s for r, m in zip(runs, TRACING_ORDER) if m == mode) for mode in ("off", "on")}
+        print(
+            f"{r['name']:<32}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['requests']:>10}"
+        )
+    mean = {
+        mode: statistics.mean(r.tokens_per_s for r, m in zip(runs, TRACING_ORDER) if m == mode)
+        for mode in ("off", "on")
+    }
     ratio = mean["on"] / mean["off"]
     print(f"tracing on vs off: throughput {ratio:.3f}x (means {mean['on']:.1f} vs {mean['off']:.1f} tokens/s)")
-    return {"benchmark": "serving-tracing", "spec": args.spec, "exporter": spec.telemetry.exporter,
-            "workload": {"streams": args.streams, "requests_per_stream": args.requests, "max_tokens": args.max_tokens},
-            "results": [r.summary() for r in runs], "throughput_on_vs_off": round(ratio, 3)}
+    return {
+        "benchmark": "serving-tracing",
+        "spec": args.spec,
+        "exporter": spec.telemetry.exporter,
+        "workload": {"streams": args.streams, "requests_per_stream": args.requests, "max_tokens": args.max_tokens},
+        "results": [r.summary() for r in runs],
+        "throughput_on_vs_off": round(ratio, 3),
+    }
 
 
 def main() -> None:
@@ -276,8 +301,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--stream-interval-ms", type=float, help="override the spec's value")
     parser.add_argument("--out", help="JSON path (default: bench/results/serving-<spec name>.json)")
-    parser.add_argument("--compare-tracing", action="store_true",
-                        help="only the router path, tracing off vs on, alternated (serving-<spec>-tracing.json)")
+    parser.add_argument(
+        "--compare-tracing",
+        action="store_true",
+        help="only the router path, tracing off vs on, alternated (serving-<spec>-tracing.json)",
+    )
     args = parser.parse_args()
 
     from shardline.spec import load_spec

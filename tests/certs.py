@@ -17,7 +17,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def _certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool, sans=()) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -34,7 +34,9 @@ def _certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool, sans=(
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_pki(directory: Path) -> dict[str, Path]:

@@ -14,14 +14,13 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
-
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from builders import make_spec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from builders import make_spec
 from shardline.engine.protocol import EngineInfo, EngineStats
 from shardline.errors import InvalidArgument, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest
@@ -256,9 +255,17 @@ class FakeStack:
         await self.router.stop(0)
 
 
-async def start_fake_stack(spec: DeploymentSpec | None = None, *, step_s: float = 0.0,
-                           engines: dict[str, FakeEngine] | None = None, backend_of=LocalBackend, backend=None,
-                           embed=None, refresh: bool = True, **spec_overrides) -> FakeStack:
+async def start_fake_stack(
+    spec: DeploymentSpec | None = None,
+    *,
+    step_s: float = 0.0,
+    engines: dict[str, FakeEngine] | None = None,
+    backend_of=LocalBackend,
+    backend=None,
+    embed=None,
+    refresh: bool = True,
+    **spec_overrides,
+) -> FakeStack:
     """The router over fakes, started on port 0. `spec` defaults to `make_spec(**spec_overrides)`;
     each model gets a `FakeEngine(step_s)` unless `engines` names them. The backend is
     `backend_of(servers)` over one in-process LLMServer per engine, or `backend` as given

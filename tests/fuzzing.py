@@ -22,10 +22,10 @@ import threading
 from dataclasses import dataclass, field
 
 import grpc
-from builders import make_spec, spec_dict
-from fakes import start_fake_stack
 from hypothesis import strategies as st
 
+from builders import make_spec, spec_dict
+from fakes import start_fake_stack
 from shardline.router.grpc import transport
 from shardline.spec.deployment import DeploymentSpec
 from shardline.v1 import inference_pb2 as pb
@@ -33,9 +33,14 @@ from shardline.v1 import inference_pb2 as pb
 MODEL = "tiny-llama"
 TOKEN = "fuzz-token-0123456789"
 TYPED = {
-    grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
 }
 # Small limits, so oversized inputs are cheap to make and send, and fake generations short.
 LIMITS = {"max_prompt_bytes": 8192, "max_metadata_bytes": 4096, "max_tokens": 64, "default_max_tokens": 8}
@@ -46,9 +51,15 @@ U32, U64 = 2**32 - 1, 2**64 - 1
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([0.0, -1.0, 1e30]))
 text = st.text(max_size=40)
 
-spec_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                        st.text(max_size=20), st.lists(st.integers(), max_size=3),
-                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+spec_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 
 
 @st.composite
@@ -93,19 +104,33 @@ compression_policies = st.one_of(st.sampled_from(["none", "truncate_middle", "ex
 # rejections and the paths behind admission get exercised.
 FIELDS = {
     "model": (st.just(MODEL), st.one_of(text, sized(100, 10_000))),
-    "prompt": (words, rare(st.one_of(text, st.just(""), st.just(" \n"), st.text(min_size=2000, max_size=4000)),
-                           st.one_of(sized(LIMITS["max_prompt_bytes"] - 4, LIMITS["max_prompt_bytes"] + 4),
-                                     sized(MESSAGE_LIMIT, MESSAGE_LIMIT + 100, units=("x",))))),
-    "request_id": (st.one_of(st.just(""), st.from_regex(r"[a-z0-9-]{1,20}", fullmatch=True)),
-                   st.one_of(text, sized(100, 1000))),
+    "prompt": (
+        words,
+        rare(
+            st.one_of(text, st.just(""), st.just(" \n"), st.text(min_size=2000, max_size=4000)),
+            st.one_of(
+                sized(LIMITS["max_prompt_bytes"] - 4, LIMITS["max_prompt_bytes"] + 4),
+                sized(MESSAGE_LIMIT, MESSAGE_LIMIT + 100, units=("x",)),
+            ),
+        ),
+    ),
+    "request_id": (
+        st.one_of(st.just(""), st.from_regex(r"[a-z0-9-]{1,20}", fullmatch=True)),
+        st.one_of(text, sized(100, 1000)),
+    ),
     "tenant": (st.sampled_from(["", "fuzz"]), st.one_of(text, sized(100, 10_000))),
-    "max_tokens": (st.integers(1, LIMITS["max_tokens"]), st.one_of(st.integers(0, U32), st.integers(0, LIMITS["max_tokens"] + 1))),
+    "max_tokens": (
+        st.integers(1, LIMITS["max_tokens"]),
+        st.one_of(st.integers(0, U32), st.integers(0, LIMITS["max_tokens"] + 1)),
+    ),
     "temperature": (st.floats(0, 2), floats),
     "top_p": (st.floats(0.01, 1), floats),
     "top_k": (st.integers(0, 100), st.integers(0, U32)),
     "seed": (st.integers(0, U64), st.integers(0, U64)),
-    "stop": (st.lists(st.text(min_size=1, max_size=10), max_size=4),
-             st.one_of(st.lists(stop, max_size=12), st.lists(st.sampled_from(["x", "y", "z"]), min_size=50, max_size=500))),
+    "stop": (
+        st.lists(st.text(min_size=1, max_size=10), max_size=4),
+        st.one_of(st.lists(stop, max_size=12), st.lists(st.sampled_from(["x", "y", "z"]), min_size=50, max_size=500)),
+    ),
     "compression": (st.sampled_from([None, "none", "truncate_middle"]), compression_policies),
 }
 SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "seed")
@@ -120,8 +145,14 @@ def requests(draw) -> pb.GenerateRequest:
     for name in SAMPLING:
         if name in wild or draw(st.booleans()):
             setattr(sampling, name, value[name])
-    request = pb.GenerateRequest(model=value["model"], prompt=value["prompt"], sampling=sampling,
-                                 request_id=value["request_id"], tenant=value["tenant"], uncertainty=draw(st.booleans()))
+    request = pb.GenerateRequest(
+        model=value["model"],
+        prompt=value["prompt"],
+        sampling=sampling,
+        request_id=value["request_id"],
+        tenant=value["tenant"],
+        uncertainty=draw(st.booleans()),
+    )
     if value["compression"] is not None:
         request.compression.policy = value["compression"]
         if "compression" in wild:
@@ -138,8 +169,11 @@ def requests(draw) -> pb.GenerateRequest:
 @st.composite
 def mutated(draw) -> bytes:
     """A valid request's wire bytes with a few bytes flipped, cut or inserted."""
-    data = bytearray(pb.GenerateRequest(model=MODEL, prompt=draw(text) or "hi", request_id=draw(text),
-                                        sampling=pb.SamplingParams(max_tokens=4)).SerializeToString())
+    data = bytearray(
+        pb.GenerateRequest(
+            model=MODEL, prompt=draw(text) or "hi", request_id=draw(text), sampling=pb.SamplingParams(max_tokens=4)
+        ).SerializeToString()
+    )
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(data)))
         action = draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -157,12 +191,16 @@ metadata_entry = rare(
     st.one_of(
         st.tuples(st.sampled_from(["x-shardline-tenant", "traceparent", "tracestate", "x-request-id"]), ascii_value),
         # Binary (-bin) values are the one place a client sends raw bytes: not UTF-8 at all.
-        st.tuples(st.sampled_from(["x-shardline-tenant-bin", "authorization-bin", "traceparent-bin", "x-fuzz-bin"]),
-                  st.binary(max_size=64)),
+        st.tuples(
+            st.sampled_from(["x-shardline-tenant-bin", "authorization-bin", "traceparent-bin", "x-fuzz-bin"]),
+            st.binary(max_size=64),
+        ),
         st.tuples(st.from_regex(r"x-[a-z0-9]{1,8}", fullmatch=True), ascii_value),
     ),
-    st.tuples(st.sampled_from(["x-shardline-tenant", "authorization", "traceparent"]),
-              sized(LIMITS["max_metadata_bytes"] - 200, 2 * LIMITS["max_metadata_bytes"], units=("v", "a b", "Bearer "))),
+    st.tuples(
+        st.sampled_from(["x-shardline-tenant", "authorization", "traceparent"]),
+        sized(LIMITS["max_metadata_bytes"] - 200, 2 * LIMITS["max_metadata_bytes"], units=("v", "a b", "Bearer ")),
+    ),
     odds=6,
 )
 
@@ -183,16 +221,17 @@ class Case:
     streaming: bool = False
 
 
-cases = st.builds(Case, body=rare(requests(), mutated(), odds=3),
-                  metadata=metadata(), streaming=st.booleans())
+cases = st.builds(Case, body=rare(requests(), mutated(), odds=3), metadata=metadata(), streaming=st.booleans())
 
 
 def send(channel: grpc.Channel, case: Case) -> tuple[grpc.StatusCode, str]:
     """Make the call; (status, details). Raises AssertionError on an incomplete OK."""
     method = "GenerateStream" if case.streaming else "Generate"
     factory = channel.unary_stream if case.streaming else channel.unary_unary
-    call = factory(f"/shardline.v1.Inference/{method}",
-                   response_deserializer=(pb.GenerateChunk if case.streaming else pb.GenerateResponse).FromString)
+    call = factory(
+        f"/shardline.v1.Inference/{method}",
+        response_deserializer=(pb.GenerateChunk if case.streaming else pb.GenerateResponse).FromString,
+    )
     payload = case.body if isinstance(case.body, bytes) else case.body.SerializeToString()
     try:
         if case.streaming:
@@ -206,8 +245,10 @@ def send(channel: grpc.Channel, case: Case) -> tuple[grpc.StatusCode, str]:
 
 
 def fuzz_spec(tokens_file: str) -> DeploymentSpec:
-    return make_spec(router={"port": 0, "auth": {"tokens_file": tokens_file}, "limits": LIMITS},
-                     policies={"tenants": [{"name": "fuzz", "budget": 1e9}]})
+    return make_spec(
+        router={"port": 0, "auth": {"tokens_file": tokens_file}, "limits": LIMITS},
+        policies={"tenants": [{"name": "fuzz", "budget": 1e9}]},
+    )
 
 
 @contextlib.contextmanager

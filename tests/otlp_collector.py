@@ -7,6 +7,7 @@ from concurrent import futures
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
 from waiting import Not, eventually
 
 
@@ -44,6 +45,7 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
 
     def trace(self, trace_id: str, until=lambda spans: True, timeout_s: float = 30.0) -> list[dict]:
         """Spans of `trace_id`, waiting until `until(spans)` holds (exports are batched)."""
+
         def arrived():
             with self._lock:
                 spans = [s for s in self.spans if s["trace_id"] == trace_id]

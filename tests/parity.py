@@ -20,7 +20,9 @@ def assert_parity(op_out: torch.Tensor, ref_out: torch.Tensor, gold: torch.Tenso
     assert torch.isfinite(op_out).all()
     op, ref = max_error(op_out, gold), max_error(ref_out, gold)
     floor = FP32_FLOOR * max(gold.abs().max().item(), 1.0)
-    assert op <= ERROR_RATIO * ref + floor, f"op error {op:.3g} > {ERROR_RATIO} x reference error {ref:.3g} + {floor:.3g}"
+    assert op <= ERROR_RATIO * ref + floor, (
+        f"op error {op:.3g} > {ERROR_RATIO} x reference error {ref:.3g} + {floor:.3g}"
+    )
 
 
 def device() -> str:

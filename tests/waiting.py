@@ -32,8 +32,12 @@ class Not:
         return self.why
 
 
-def eventually(condition: Callable[[], Any], timeout_s: float = TIMEOUT_S, interval_s: float = INTERVAL_S,
-               message: str = "condition") -> Any:
+def eventually(
+    condition: Callable[[], Any],
+    timeout_s: float = TIMEOUT_S,
+    interval_s: float = INTERVAL_S,
+    message: str = "condition",
+) -> Any:
     """Poll `condition()` (blocking) until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -45,8 +49,12 @@ def eventually(condition: Callable[[], Any], timeout_s: float = TIMEOUT_S, inter
         time.sleep(interval_s)
 
 
-async def eventually_async(condition: Callable[[], Any | Awaitable[Any]], timeout_s: float = TIMEOUT_S,
-                           interval_s: float = INTERVAL_S, message: str = "condition") -> Any:
+async def eventually_async(
+    condition: Callable[[], Any | Awaitable[Any]],
+    timeout_s: float = TIMEOUT_S,
+    interval_s: float = INTERVAL_S,
+    message: str = "condition",
+) -> Any:
     """`eventually` for the event loop: sleeps without blocking it, and `condition`
     may be a coroutine function."""
     loop = asyncio.get_running_loop()

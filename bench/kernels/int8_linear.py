@@ -37,7 +37,9 @@ def bench_shape(tokens: int, k: int, n: int, bandwidth: float, repeat: int) -> d
     int8 = machine.rotating(quantize_per_channel(weight))
     t = {
         "int8_bf16act": machine.best_seconds(machine.cycling(lambda q, s: cpu.linear_w8a16(xb, q, s), int8), repeat),
-        "int8_fp32act": machine.best_seconds(machine.cycling(lambda q, s: cpu.linear_w8a16(x, q, s), int8), max(3, repeat // 4)),
+        "int8_fp32act": machine.best_seconds(
+            machine.cycling(lambda q, s: cpu.linear_w8a16(x, q, s), int8), max(3, repeat // 4)
+        ),
         "reference_bf16": machine.best_seconds(machine.cycling(lambda q, s: reference.linear_w8a16(xb, q, s), int8), 3),
     }
     del int8
@@ -70,9 +72,26 @@ def main() -> None:
     bandwidth = machine.copy_bandwidth_gbs()
     rows = [bench_shape(*shape, bandwidth, args.repeat) for shape in SHAPES]
     print(f"memory bandwidth (copy): {bandwidth:.1f} GB/s; {machine.describe()}")
-    print(machine.table(rows, ["shape", "int8_bf16act_us", "int8_fp32act_us", "dense_bf16_us", "dense_fp32_us",
-                               "reference_bf16_us", "speedup_vs_bf16", "speedup_vs_fp32", "weight_mib_bf16",
-                               "weight_mib_int8", "int8_gbs", "bw_fraction", "bf16_bw_fraction"]))
+    print(
+        machine.table(
+            rows,
+            [
+                "shape",
+                "int8_bf16act_us",
+                "int8_fp32act_us",
+                "dense_bf16_us",
+                "dense_fp32_us",
+                "reference_bf16_us",
+                "speedup_vs_bf16",
+                "speedup_vs_fp32",
+                "weight_mib_bf16",
+                "weight_mib_int8",
+                "int8_gbs",
+                "bw_fraction",
+                "bf16_bw_fraction",
+            ],
+        )
+    )
     path = machine.write("kernels-int8", {"machine": machine.describe(), "bandwidth_gbs": bandwidth, "results": rows})
     print(f"wrote {path}")
 

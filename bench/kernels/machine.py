@@ -14,8 +14,14 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def describe() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     flags = Path("/proc/cpuinfo").read_text()
     return {
         "cpu": model,

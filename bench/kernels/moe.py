@@ -78,7 +78,10 @@ def bench_case(layer, tokens, dtype, repeat):
         "reference": machine.best_seconds(lambda: reference.fused_moe(*args), max(2, reps // 5), warmup=1),
     }
     return {
-        "layer": name, "tokens": tokens, "dtype": str(dtype).removeprefix("torch."), "vllm_isa": isa,
+        "layer": name,
+        "tokens": tokens,
+        "dtype": str(dtype).removeprefix("torch."),
+        "vllm_isa": isa,
         **{f"{k}_us": v * 1e6 for k, v in t.items()},
         "ours_vs_vllm": t["vllm"] / t["ours"],
         "ours_vs_reference": t["reference"] / t["ours"],
@@ -104,15 +107,25 @@ if __name__ == "__main__":
 
 
 def bench_e2e(mode: str, kernels: str) -> dict:
-    env = {**os.environ, "SHARDLINE_KERNELS": kernels, "VLLM_CPU_OMP_THREADS_BIND": "0|1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {
+        **os.environ,
+        "SHARDLINE_KERNELS": kernels,
+        "VLLM_CPU_OMP_THREADS_BIND": "0|1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
     model = str(ROOT / ".cache" / "models" / "tiny-mixtral")
-    run = subprocess.run([sys.executable, "-c", E2E_PROBE, model, mode], capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", E2E_PROBE, model, mode], capture_output=True, text=True, env=env, timeout=600
+    )
     line = next((ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         return {"config": f"TP=2 {mode} {kernels or 'moe=vllm'}", "error": run.stderr[-500:]}
     result = json.loads(line[7:])
-    return {"config": f"TP=2{' + EP=2' if mode == 'ep' else ''}, {kernels or 'moe=vllm'}", **result,
-            "tokens_per_s": result["tokens"] / result["seconds"]}
+    return {
+        "config": f"TP=2{' + EP=2' if mode == 'ep' else ''}, {kernels or 'moe=vllm'}",
+        **result,
+        "tokens_per_s": result["tokens"] / result["seconds"],
+    }
 
 
 def main() -> None:
@@ -122,11 +135,30 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true", help="also run the end-to-end tiny Mixtral engines")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [bench_case(layer, tokens, dtype, args.repeat)
-            for layer in LAYERS for dtype in (torch.bfloat16, torch.float32) for tokens in TOKENS]
+    rows = [
+        bench_case(layer, tokens, dtype, args.repeat)
+        for layer in LAYERS
+        for dtype in (torch.bfloat16, torch.float32)
+        for tokens in TOKENS
+    ]
     print(machine.describe())
-    print(machine.table(rows, ["layer", "dtype", "tokens", "vllm_isa", "ours_us", "vllm_us", "ours_ep_rank_us",
-                               "reference_us", "ours_vs_vllm", "ours_vs_reference"]))
+    print(
+        machine.table(
+            rows,
+            [
+                "layer",
+                "dtype",
+                "tokens",
+                "vllm_isa",
+                "ours_us",
+                "vllm_us",
+                "ours_ep_rank_us",
+                "reference_us",
+                "ours_vs_vllm",
+                "ours_vs_reference",
+            ],
+        )
+    )
     e2e = [bench_e2e("tp", ""), bench_e2e("tp", "moe=shardline"), bench_e2e("ep", "moe=shardline")] if args.e2e else []
     if e2e:
         print(machine.table(e2e, ["config", "tokens", "seconds", "tokens_per_s", "error"]))

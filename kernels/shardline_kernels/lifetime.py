@@ -61,8 +61,11 @@ def bind_to_parent() -> bool:
     if parent is None or not sys.platform.startswith("linux"):
         return False
     if threading.current_thread() is not threading.main_thread():
-        logger.warning("not bound to parent %d: called from thread %s, not the main thread",
-                       parent.pid, threading.current_thread().name)
+        logger.warning(
+            "not bound to parent %d: called from thread %s, not the main thread",
+            parent.pid,
+            threading.current_thread().name,
+        )
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:

@@ -31,7 +31,6 @@ from shardline import wire
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
-
 MAX_GRPC_ATTEMPTS = 5
 """gRPC caps a retry policy's maxAttempts at 5."""
 
@@ -53,8 +52,10 @@ class RetryPolicy:
         if not 2 <= self.attempts <= MAX_GRPC_ATTEMPTS:
             raise ValueError(f"attempts is {self.attempts}; gRPC allows 2 to {MAX_GRPC_ATTEMPTS}")
         if not 0 < self.initial_backoff_s <= self.max_backoff_s:
-            raise ValueError(f"initial_backoff_s ({self.initial_backoff_s}) must be > 0 and at most "
-                             f"max_backoff_s ({self.max_backoff_s})")
+            raise ValueError(
+                f"initial_backoff_s ({self.initial_backoff_s}) must be > 0 and at most "
+                f"max_backoff_s ({self.max_backoff_s})"
+            )
         if self.multiplier < 1:
             raise ValueError(f"multiplier is {self.multiplier}; it must be at least 1")
 
@@ -68,10 +69,12 @@ class RetryPolicy:
         }
         # Throttling stops retries when most calls fail (the router is really down),
         # so a dead router does not get every call several times over.
-        return json.dumps({
-            "methodConfig": [{"name": [{"service": wire.INFERENCE_SERVICE}], "retryPolicy": policy}],
-            "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
-        })
+        return json.dumps(
+            {
+                "methodConfig": [{"name": [{"service": wire.INFERENCE_SERVICE}], "retryPolicy": policy}],
+                "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
+            }
+        )
 
 
 def channel_options(retry: RetryPolicy | None = RetryPolicy()) -> list[tuple[str, object]]:
@@ -107,8 +110,15 @@ def make_request(
     ):
         if value is not None:
             setattr(sampling, name, value)
-    return pb.GenerateRequest(model=model, prompt=prompt, sampling=sampling, request_id=request_id,
-                              tenant=tenant, uncertainty=uncertainty, compression=compression)
+    return pb.GenerateRequest(
+        model=model,
+        prompt=prompt,
+        sampling=sampling,
+        request_id=request_id,
+        tenant=tenant,
+        uncertainty=uncertainty,
+        compression=compression,
+    )
 
 
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -139,8 +149,9 @@ class Client:
         retry: RetryPolicy | None = RetryPolicy(),
     ):
         options = channel_options(retry)
-        self._channel = (grpc.secure_channel(target, credentials, options) if credentials
-                         else grpc.insecure_channel(target, options))
+        self._channel = (
+            grpc.secure_channel(target, credentials, options) if credentials else grpc.insecure_channel(target, options)
+        )
         self._token = token
         self._stub = pb_grpc.InferenceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -158,7 +169,7 @@ class Client:
         return list(reply.models)
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
-        """"SERVING" or "NOT_SERVING" for `service` ("" = the whole router)."""
+        """ "SERVING" or "NOT_SERVING" for `service` ("" = the whole router)."""
         request = health_pb2.HealthCheckRequest(service=service)
         reply = self._health.Check(request, timeout=timeout, metadata=call_metadata(self._token))
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -185,8 +196,9 @@ class AsyncClient:
         retry: RetryPolicy | None = RetryPolicy(),
     ):
         aio, options = grpc.aio, channel_options(retry)
-        self._channel = (aio.secure_channel(target, credentials, options) if credentials
-                         else aio.insecure_channel(target, options))
+        self._channel = (
+            aio.secure_channel(target, credentials, options) if credentials else aio.insecure_channel(target, options)
+        )
         self._token = token
         self._stub = pb_grpc.InferenceStub(self._channel)
 
@@ -194,7 +206,9 @@ class AsyncClient:
         request = make_request(model, prompt, **sampling)
         return await self._stub.Generate(request, timeout=timeout, metadata=call_metadata(self._token))
 
-    def stream(self, model: str, prompt: str, timeout: float | None = None, **sampling) -> AsyncIterator[pb.GenerateChunk]:
+    def stream(
+        self, model: str, prompt: str, timeout: float | None = None, **sampling
+    ) -> AsyncIterator[pb.GenerateChunk]:
         request = make_request(model, prompt, **sampling)
         return self._stub.GenerateStream(request, timeout=timeout, metadata=call_metadata(self._token))
 

@@ -7,6 +7,7 @@ any of them into a typed status without a lookup table. They pickle across Ray
 
 from __future__ import annotations
 
+
 class ShardlineError(Exception):
     """Base of every error Shardline raises on purpose."""
 

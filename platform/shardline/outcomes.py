@@ -87,8 +87,9 @@ class Plan:
     metadata: tuple[tuple[str, str], ...] = ()
 
 
-async def drive(channel: grpc.aio.Channel, plan: Plan,
-                on_token: Callable[[Record], None] | None = None) -> list[Record]:
+async def drive(
+    channel: grpc.aio.Channel, plan: Plan, on_token: Callable[[Record], None] | None = None
+) -> list[Record]:
     """Run every request of `plan` (at most `concurrency` at once); one record each.
     `on_token` sees a request's record after each chunk (fault injection hooks)."""
     stub = pb_grpc.InferenceStub(channel)
@@ -102,8 +103,9 @@ async def drive(channel: grpc.aio.Channel, plan: Plan,
     return list(await asyncio.gather(*(one(r) for r in plan.requests)))
 
 
-async def _stream(stub, request: pb.GenerateRequest, plan: Plan, began: float,
-                  on_token: Callable[[Record], None] | None) -> Record:
+async def _stream(
+    stub, request: pb.GenerateRequest, plan: Plan, began: float, on_token: Callable[[Record], None] | None
+) -> Record:
     rid = request.request_id
     start = time.perf_counter()
     record = Record(rid, Verdict.OK, start_s=start - began)
@@ -150,8 +152,9 @@ async def _stream(stub, request: pb.GenerateRequest, plan: Plan, began: float,
     return record
 
 
-def _judge(record: Record, final: pb.GenerateChunk | None, ids: list[int], reference: list[int] | None,
-           problems: list[str]) -> None:
+def _judge(
+    record: Record, final: pb.GenerateChunk | None, ids: list[int], reference: list[int] | None, problems: list[str]
+) -> None:
     if record.code != "OK":
         record.verdict = Verdict.REJECTED_RETRYABLE if record.code in RETRYABLE and not ids else Verdict.FAILED_TYPED
         _check_prefix(ids, reference, problems)
@@ -220,8 +223,14 @@ def table(rows: dict[str, dict]) -> str:
     header = ["scenario", *names, "untyped", "ttft p50 ms", "ttft p99 ms", "e2e p99 ms"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for scenario, t in rows.items():
-        cells = [scenario, *(str(t["verdicts"][n]) for n in names), str(t["untyped"]),
-                 _ms(t["ttft_p50_s"]), _ms(t["ttft_p99_s"]), _ms(t["e2e_p99_s"])]
+        cells = [
+            scenario,
+            *(str(t["verdicts"][n]) for n in names),
+            str(t["untyped"]),
+            _ms(t["ttft_p50_s"]),
+            _ms(t["ttft_p99_s"]),
+            _ms(t["e2e_p99_s"]),
+        ]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ their command lines, plus their children), never other Ray clusters on the machi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -54,16 +55,29 @@ def free_port() -> int:
 def start(num_cpus: int) -> LocalCluster:
     # Short path: Ray's unix sockets live under it (108-byte limit).
     temp_dir = tempfile.mkdtemp(prefix="sl-e2e-", dir="/tmp")
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     env.pop("RAY_ADDRESS", None)
     gcs, dashboard = free_port(), free_port()
     cluster = LocalCluster(temp_dir, gcs, dashboard, env)
     run = cluster.run(
-        str(BIN / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}",
-        "--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats", timeout=120,
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        f"--port={gcs}",
+        f"--dashboard-port={dashboard}",
+        "--dashboard-host=127.0.0.1",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--num-cpus={num_cpus}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+        timeout=120,
     )
     if run.returncode != 0:
         stop(cluster)
@@ -72,24 +86,21 @@ def start(num_cpus: int) -> LocalCluster:
 
 
 def stop(cluster: LocalCluster) -> None:
-    mine = [p for p in psutil.process_iter(["cmdline"])
-            if cluster.temp_dir in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()]
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if cluster.temp_dir in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()
+    ]
     family = {p.pid: p for p in mine}
     for p in mine:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             family.update({c.pid: c for c in p.children(recursive=True)})
-        except psutil.NoSuchProcess:
-            pass
     for p in family.values():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(list(family.values()), timeout=8)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=10)
     subprocess.run(["rm", "-rf", cluster.temp_dir], check=False)

@@ -17,9 +17,9 @@ import re
 import grpc
 import pytest
 from local_cluster import BIN, LocalCluster, start, stop
-from waiting import Not, eventually
 
 from shardline.client import Client
+from waiting import Not, eventually
 
 SPEC = "deployments/job-smoke.yaml"
 APP = "shardline-job"
@@ -55,8 +55,19 @@ def down(cluster: LocalCluster, target: str) -> None:
 
 
 def test_ray_job_submit_runs_shardline_up_and_leaves_serve_running(cluster):
-    run = cluster.run(str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard,
-                      "--working-dir", ".", "--", "shardline", "up", SPEC)
+    run = cluster.run(
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        cluster.dashboard,
+        "--working-dir",
+        ".",
+        "--",
+        "shardline",
+        "up",
+        SPEC,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "succeeded" in run.stdout + run.stderr
     (target,) = SERVING.findall(run.stdout)

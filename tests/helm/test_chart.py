@@ -58,7 +58,9 @@ def test_validation_rejects_a_misspelled_field():
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(bad_service)
     bad_rayservice = copy.deepcopy(rayservice(objects))
-    bad_rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "x"
+    bad_rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "imagePullPolicyy"
+    ] = "x"
     with pytest.raises(jsonschema.ValidationError, match="imagePullPolicyy"):
         validate(bad_rayservice)
 
@@ -70,10 +72,12 @@ def test_serve_config_is_the_one_python_writes_and_its_builder_accepts(rendered)
     spec = validate_spec(deployed_spec(objects))
     python = serve_config(spec)
     assert {k: v for k, v in config.items() if k != "applications"} == {
-        k: v for k, v in python.items() if k != "applications"}
+        k: v for k, v in python.items() if k != "applications"
+    }
     (app,), (expected,) = config["applications"], python["applications"]
     assert {k: app[k] for k in ("name", "route_prefix", "import_path")} == {
-        k: expected[k] for k in ("name", "route_prefix", "import_path")}
+        k: expected[k] for k in ("name", "route_prefix", "import_path")
+    }
     assert app["import_path"] == IMPORT_PATH
     built = app_builder(app["args"])
     assert built._bound_deployment.name == "router"
@@ -154,7 +158,9 @@ def test_pods_run_as_non_root_without_privilege_escalation(rendered):
 
 
 def test_network_policies_keep_ray_ports_to_the_release():
-    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(values_file("gpu-production.yaml")), "NetworkPolicy")}
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in by_kind(render(values_file("gpu-production.yaml")), "NetworkPolicy")
+    }
     release = {"app.kubernetes.io/name": "shardline", "app.kubernetes.io/instance": "demo"}
     private = policies["demo-shardline-ray-private"]
     assert private["podSelector"]["matchLabels"] == release
@@ -180,17 +186,25 @@ def test_auth_tokens_come_from_a_secret_and_otel_endpoint_from_values():
 
 
 BAD_VALUES = {
-    "unknown spec key": ({"spec": {"models": [{"name": "m", "path": "/m", "tensor_parallel": 2}]}},
-                         "at '/spec/models/0': additional properties 'tensor_parallel' not allowed"),
+    "unknown spec key": (
+        {"spec": {"models": [{"name": "m", "path": "/m", "tensor_parallel": 2}]}},
+        "at '/spec/models/0': additional properties 'tensor_parallel' not allowed",
+    ),
     "unknown chart key": ({"replicaCount": 3}, "additional properties 'replicaCount' not allowed"),
-    "token in values": ({"auth": {"existingSecret": "s", "key": "tokens", "token": "hunter2"}},
-                        "at '/auth': additional properties 'token' not allowed"),
-    "spec bound": ({"spec": {"models": [{"name": "m", "path": "/m", "parallelism": {"tensor": 0}}]}},
-                   "at '/spec/models/0/parallelism/tensor': minimum: got 0, want 1"),
+    "token in values": (
+        {"auth": {"existingSecret": "s", "key": "tokens", "token": "hunter2"}},
+        "at '/auth': additional properties 'token' not allowed",
+    ),
+    "spec bound": (
+        {"spec": {"models": [{"name": "m", "path": "/m", "parallelism": {"tensor": 0}}]}},
+        "at '/spec/models/0/parallelism/tensor': minimum: got 0, want 1",
+    ),
     "spec type": ({"spec": {"models": [{"name": "m", "path": "/m", "dtype": "fp8"}]}}, "at '/spec/models/0/dtype'"),
     "root": ({"podSecurityContext": {"runAsNonRoot": False}}, "at '/podSecurityContext/runAsNonRoot'"),
-    "relative model path": ({"spec": {"models": [{"name": "m", "path": "models/m"}]}},
-                            'spec.models[0].path is "models/m"; in the chart model paths must be absolute'),
+    "relative model path": (
+        {"spec": {"models": [{"name": "m", "path": "models/m"}]}},
+        'spec.models[0].path is "models/m"; in the chart model paths must be absolute',
+    ),
     "router port 0": ({"spec": {"router": {"port": 0}}}, "spec.router.port is 0; the chart needs a fixed port"),
 }
 
@@ -215,8 +229,9 @@ def test_every_value_has_a_doc_comment():
     """helm-docs style: every leaf value outside `spec` has a `# --` comment above it
     or above the value it belongs to (e.g. `head.resources` covers its requests)."""
     lines = (CHART / "values.yaml").read_text().splitlines()
-    keys = [(i, len(line) - len(line.lstrip())) for i, line in enumerate(lines)
-            if re.match(r"^\s*[A-Za-z][\w.-]*:", line)]
+    keys = [
+        (i, len(line) - len(line.lstrip())) for i, line in enumerate(lines) if re.match(r"^\s*[A-Za-z][\w.-]*:", line)
+    ]
     undocumented = []
     for n, (i, indent) in enumerate(keys):
         chain = [i] + _ancestors(keys[:n], indent)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
-from live import DEPLOY_TIMEOUT_S, ROOT, Deployment
 from ray import serve
 
+from live import DEPLOY_TIMEOUT_S, ROOT, Deployment
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle

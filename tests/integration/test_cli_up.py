@@ -11,8 +11,12 @@ KV_SMALL = Path(__file__).resolve().parents[2] / "models" / "trained" / "kv-smal
 
 
 def up(spec: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shardline.cli.main", "up", str(spec), "--timeout", "240"],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "shardline.cli.main", "up", str(spec), "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_up_reports_a_missing_model_directory_and_exits_nonzero(tmp_path):
@@ -32,8 +36,10 @@ def test_up_refuses_a_tampered_signed_model(tmp_path):
     weights[-1] ^= 0x01
     (model / "model.safetensors").write_bytes(weights)
     spec = tmp_path / "tampered.yaml"
-    spec.write_text(f"name: tampered\nmodels:\n  - name: m\n    path: {model}\n"
-                    f"    integrity: {{public_key: {public}}}\nrouter: {{port: 0}}\n")
+    spec.write_text(
+        f"name: tampered\nmodels:\n  - name: m\n    path: {model}\n"
+        f"    integrity: {{public_key: {public}}}\nrouter: {{port: 0}}\n"
+    )
     run = up(spec)
     assert run.returncode == 2
     assert "DEPLOY_FAILED" in run.stderr

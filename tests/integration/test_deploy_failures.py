@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
-from fuzzing import mutated_specs
 from hypothesis import HealthCheck, given, reject, settings
 from ray import serve
 
+from fuzzing import mutated_specs
 from shardline.cli.main import main
 from shardline.errors import SpecError
 from shardline.serve import lifecycle
@@ -34,9 +34,17 @@ DEPLOY_TIMEOUT_S = 240
 def small_spec(name: str, model: dict | None = None, router: dict | None = None) -> dict:
     return {
         "name": name,
-        "models": [{"name": "kv-small", "path": str(KV_SMALL), "dtype": "float32", "max_model_len": 256,
-                    "resources": {"cpu": 0.5}, "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
-                    **(model or {})}],
+        "models": [
+            {
+                "name": "kv-small",
+                "path": str(KV_SMALL),
+                "dtype": "float32",
+                "max_model_len": 256,
+                "resources": {"cpu": 0.5},
+                "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
+                **(model or {}),
+            }
+        ],
         "router": {"port": 0, "cpu": 0.5, **(router or {})},
         "telemetry": {"exporter": "off", "metrics": False},
     }
@@ -48,8 +56,11 @@ def leftovers(app: str) -> list[str]:
     # The GCS tables directly: the state API would need the dashboard, which tests leave off.
     alive = ray._private.state.actors(actor_state_name="ALIVE").values()
     found += [a["Name"] for a in alive if app in (a.get("Name") or "")]
-    found += [f"placement group {pg['name']}" for pg in ray.util.placement_group_table().values()
-              if app in pg.get("name", "") and pg["state"] != "REMOVED"]
+    found += [
+        f"placement group {pg['name']}"
+        for pg in ray.util.placement_group_table().values()
+        if app in pg.get("name", "") and pg["state"] != "REMOVED"
+    ]
     return found
 
 
@@ -77,13 +88,26 @@ def test_shardline_up_with_an_invalid_spec_never_reaches_the_cluster(ray_cluster
     assert touched == [] and set(serve.status().applications) == before
 
 
-@pytest.mark.parametrize(("case", "overrides", "message"), [
-    ("missing-model", {"model": {"path": "/nonexistent/kv-small"}}, "no Hugging Face model at /nonexistent/kv-small"),
-    ("missing-tokens", {"router": {"auth": {"tokens_file": "/nonexistent/tokens.env"}}},
-     "router.auth.tokens_file '/nonexistent/tokens.env': No such file or directory"),
-    ("engine-refuses", {"model": {"max_model_len": 1_000_000}},
-     "vLLM refused the configuration: Value error, User-specified max_model_len (1000000) is greater than"),
-])
+@pytest.mark.parametrize(
+    ("case", "overrides", "message"),
+    [
+        (
+            "missing-model",
+            {"model": {"path": "/nonexistent/kv-small"}},
+            "no Hugging Face model at /nonexistent/kv-small",
+        ),
+        (
+            "missing-tokens",
+            {"router": {"auth": {"tokens_file": "/nonexistent/tokens.env"}}},
+            "router.auth.tokens_file '/nonexistent/tokens.env': No such file or directory",
+        ),
+        (
+            "engine-refuses",
+            {"model": {"max_model_len": 1_000_000}},
+            "vLLM refused the configuration: Value error, User-specified max_model_len (1000000) is greater than",
+        ),
+    ],
+)
 def test_a_valid_spec_that_fails_on_the_cluster_leaves_nothing_deployed(ray_cluster, case, overrides, message):
     app = f"shardline-fail-{case}"
     spec = validate_spec(small_spec(app, **overrides))

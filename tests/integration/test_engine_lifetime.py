@@ -16,6 +16,7 @@ generous for a busy machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -28,8 +29,8 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from live import ROOT, deployed
 
+from live import ROOT, deployed
 from shardline.faults.processes import alive, engine_processes, kill
 
 pytestmark = pytest.mark.integration
@@ -74,15 +75,40 @@ def test_the_vllm_processes_of_a_ray_node_die_with_it(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     port = _free_port()
     head = subprocess.Popen(
-        [BIN / "ray", "start", "--head", f"--port={port}", "--num-cpus=4", "--include-dashboard=false",
-         "--disable-usage-stats", "--block"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            BIN / "ray",
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=4",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--block",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     spawned: set[int] = set()
     try:
-        up = subprocess.run([sys.executable, "-m", "shardline.cli.main", "up", str(spec), "--address",
-                             f"127.0.0.1:{port}", "--timeout", "540"], env=env, capture_output=True, text=True,
-                            timeout=600)
+        up = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shardline.cli.main",
+                "up",
+                str(spec),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "540",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert up.returncode == 0, up.stderr[-3000:]
         [victim] = engine_processes(app, MODEL)
         vllm = (victim.engine_pid, *victim.worker_pids)
@@ -115,8 +141,6 @@ def _stop_node(head: subprocess.Popen, spawned: set[int]) -> None:
     except psutil.NoSuchProcess:
         pids = set()
     for pid in pids | {pid for pid in spawned if alive(pid)}:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     head.wait(timeout=30)

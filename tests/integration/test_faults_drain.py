@@ -16,9 +16,9 @@ import socket
 
 import pytest
 import yaml
-from live import DEPLOY_TIMEOUT_S, ROOT
 from ray import serve
 
+from live import DEPLOY_TIMEOUT_S, ROOT
 from shardline.faults.drain import drain_under_load
 from shardline.faults.rolling_update import rolling_update
 from shardline.serve import lifecycle
@@ -43,8 +43,12 @@ def app_spec(port: int) -> dict:
     small = next(m for m in data["models"] if m["name"] == MODEL)
     small.pop("compression")
     small["replicas"] = {"min": 2, "max": 2}
-    return {"name": APP, "models": [small], "router": {"port": port},
-            "rollout": {"drain_timeout_s": DRAIN_TIMEOUT_S, "surge_percent": 100}}
+    return {
+        "name": APP,
+        "models": [small],
+        "router": {"port": port},
+        "rollout": {"drain_timeout_s": DRAIN_TIMEOUT_S, "surge_percent": 100},
+    }
 
 
 def changed(data: dict, **model_fields) -> dict:
@@ -74,8 +78,9 @@ def test_a_rolling_update_under_load_fails_no_request(app):
     data, target = app
     v2 = validate_spec(changed(data, env={"SHARDLINE_ROLLOUT_TEST": "v2"}))
     # Light load: on 2 cores, new engines start several times slower under a heavy one.
-    result = asyncio.run(rolling_update(target, MODEL, lambda: lifecycle.deploy(v2, DEPLOY_TIMEOUT_S),
-                                        concurrency=2, max_tokens=32))
+    result = asyncio.run(
+        rolling_update(target, MODEL, lambda: lifecycle.deploy(v2, DEPLOY_TIMEOUT_S), concurrency=2, max_tokens=32)
+    )
     print("rolling update:", result)
     assert result["update_error"] == ""
     for group in ("client_retry", "no_client_retry"):
@@ -99,8 +104,11 @@ def test_a_failing_update_leaves_the_old_version_serving(app):
     data, target = app
     # vLLM refuses a max_model_len beyond the model's 16384 positions: every new replica fails.
     bad = validate_spec(changed(data, max_model_len=20000))
-    result = asyncio.run(rolling_update(target, MODEL, lambda: lifecycle.deploy(bad, FAILING_UPDATE_WAIT_S),
-                                        concurrency=2, max_tokens=32))
+    result = asyncio.run(
+        rolling_update(
+            target, MODEL, lambda: lifecycle.deploy(bad, FAILING_UPDATE_WAIT_S), concurrency=2, max_tokens=32
+        )
+    )
     print("failing update:", result)
     assert "DeployError" in result["update_error"]
     for group in ("client_retry", "no_client_retry"):
@@ -112,10 +120,13 @@ def test_a_failing_update_leaves_the_old_version_serving(app):
 
 def test_down_drains_live_streams_and_refuses_new_calls(app):
     _, target = app
-    result = asyncio.run(drain_under_load(target, MODEL, lambda: lifecycle.undeploy(APP), streams=16,
-                                          max_tokens=200))
-    print("down:", {k: v for k, v in result.items() if k not in ("live", "probes")}, result["live"],
-          result["probes"]["codes"])
+    result = asyncio.run(drain_under_load(target, MODEL, lambda: lifecycle.undeploy(APP), streams=16, max_tokens=200))
+    print(
+        "down:",
+        {k: v for k, v in result.items() if k not in ("live", "probes")},
+        result["live"],
+        result["probes"]["codes"],
+    )
     live, probes = result["live"], result["probes"]
     assert_nothing_lost(live)
     assert live["verdicts"]["OK"] == 16, live

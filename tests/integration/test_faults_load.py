@@ -21,10 +21,9 @@ import time
 import grpc
 import httpx
 import pytest
-from live import ROOT, deployed
 from ray import serve
-from waiting import eventually_async
 
+from live import ROOT, deployed
 from shardline.client import make_request
 from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
@@ -34,6 +33,7 @@ from shardline.outcomes import Plan, Verdict, drive, percentile
 from shardline.serve.app import ROUTER_DEPLOYMENT
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 from shardline.wire import RETRY_PUSHBACK_TRAILER
+from waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +55,20 @@ PROMPT = "The code of amber is 4 8 2 1 . Question : what is the code of amber ? 
 def app(ray_cluster):
     data = {
         "name": APP,
-        "models": [{
-            "name": MODEL, "path": str(ROOT / "models/trained/kv-small"), "dtype": "float32", "max_model_len": MAX_MODEL_LEN,
-            "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
-            "replicas": {"max_ongoing_requests": ONGOING, "max_queued_requests": QUEUED,
-                         "target_ongoing_requests": 1},
-        }],
+        "models": [
+            {
+                "name": MODEL,
+                "path": str(ROOT / "models/trained/kv-small"),
+                "dtype": "float32",
+                "max_model_len": MAX_MODEL_LEN,
+                "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
+                "replicas": {
+                    "max_ongoing_requests": ONGOING,
+                    "max_queued_requests": QUEUED,
+                    "target_ongoing_requests": 1,
+                },
+            }
+        ],
         "router": {"http_port": 0, "limits": {"default_deadline_s": DEFAULT_CAP_S, "max_tokens": LONG}},
         # Spans and metrics cost CPU that these 2-core timings would rather not share.
         "telemetry": {"exporter": "off", "metrics": False},
@@ -73,6 +81,7 @@ def app(ray_cluster):
 def baseline(app) -> float:
     """Seconds one TOKENS-token request takes alone on this app (median of 5): the
     unit of every time bound in this module."""
+
     async def measure():
         async with grpc.aio.insecure_channel(app.target) as ch:
             records = await drive(ch, Plan([stream(f"baseline-{i}") for i in range(5)], concurrency=1))
@@ -125,20 +134,41 @@ async def test_overload_at_3x_is_rejected_fast_and_accepted_latency_stays_bounde
     stop = asyncio.Event()
     peak = asyncio.create_task(peak_admitted(router, stop))
     try:
-        result = await overload(channel, stream, slots=ONGOING, factor=3.0, duration_s=6.0, unloaded_n=4,
-                                capacity_n=3 * ONGOING, deadline_s=60.0)
+        result = await overload(
+            channel,
+            stream,
+            slots=ONGOING,
+            factor=3.0,
+            duration_s=6.0,
+            unloaded_n=4,
+            capacity_n=3 * ONGOING,
+            deadline_s=60.0,
+        )
     finally:
         stop.set()
     loaded = result.overload
     accepted = sorted((r for r in result.records["overload"] if r.verdict is Verdict.OK), key=lambda r: r.start_s)
     half = len(accepted) // 2
     early, late = (percentile([r.e2e_s for r in part], 99) for part in (accepted[:half], accepted[half:]))
-    figures("overload", verdicts=loaded["verdicts"], untyped=loaded["untyped"], offered_rps=result.offered_rps,
-            capacity_rps=result.capacity_rps, accepted_rps=result.accepted_rps, peak_admitted=await peak,
-            e2e_p99_unloaded_s=result.unloaded["e2e_p99_s"], e2e_p99_at_capacity_s=result.at_capacity["e2e_p99_s"],
-            e2e_p50_accepted_s=loaded["e2e_p50_s"], e2e_p99_accepted_s=loaded["e2e_p99_s"],
-            e2e_p99_first_half_s=early, e2e_p99_second_half_s=late, ttft_p50_s=loaded["ttft_p50_s"],
-            ttft_p99_s=loaded["ttft_p99_s"], reject_p50_s=loaded["reject_p50_s"], reject_p99_s=loaded["reject_p99_s"])
+    figures(
+        "overload",
+        verdicts=loaded["verdicts"],
+        untyped=loaded["untyped"],
+        offered_rps=result.offered_rps,
+        capacity_rps=result.capacity_rps,
+        accepted_rps=result.accepted_rps,
+        peak_admitted=await peak,
+        e2e_p99_unloaded_s=result.unloaded["e2e_p99_s"],
+        e2e_p99_at_capacity_s=result.at_capacity["e2e_p99_s"],
+        e2e_p50_accepted_s=loaded["e2e_p50_s"],
+        e2e_p99_accepted_s=loaded["e2e_p99_s"],
+        e2e_p99_first_half_s=early,
+        e2e_p99_second_half_s=late,
+        ttft_p50_s=loaded["ttft_p50_s"],
+        ttft_p99_s=loaded["ttft_p99_s"],
+        reject_p50_s=loaded["reject_p50_s"],
+        reject_p99_s=loaded["reject_p99_s"],
+    )
     assert clean(loaded) and clean(result.at_capacity), loaded
     assert result.at_capacity["verdicts"]["OK"] == result.at_capacity["requests"]  # capacity itself is served
     rejected = [r for r in result.records["overload"] if r.verdict is Verdict.REJECTED_RETRYABLE]
@@ -185,9 +215,18 @@ async def test_cancel_storm_aborts_engine_requests_and_counts_return_to_zero(cha
     requests = [stream(f"storm-{i}") for i in range(200)]
     result = await cancel_storm(channel, requests, probe, fraction=0.5, concurrency=ONGOING, seed=7)
     counts = result.tally
-    figures("cancel storm", verdicts=counts["verdicts"], untyped=counts["untyped"], cancelled=result.cancelled,
-            engine_aborted=result.aborted, idle_after_s=result.idle_after_s, ttft_p50_s=counts["ttft_p50_s"],
-            ttft_p99_s=counts["ttft_p99_s"], e2e_p99_s=counts["e2e_p99_s"], after=result.after)
+    figures(
+        "cancel storm",
+        verdicts=counts["verdicts"],
+        untyped=counts["untyped"],
+        cancelled=result.cancelled,
+        engine_aborted=result.aborted,
+        idle_after_s=result.idle_after_s,
+        ttft_p50_s=counts["ttft_p50_s"],
+        ttft_p99_s=counts["ttft_p99_s"],
+        e2e_p99_s=counts["e2e_p99_s"],
+        after=result.after,
+    )
     assert clean(counts), counts
     assert counts["verdicts"]["OK"] == 200 - result.cancelled and result.cancelled >= 90
     # A cancel that lands after the engine's last token has nothing left to abort.
@@ -198,8 +237,13 @@ async def test_cancel_storm_aborts_engine_requests_and_counts_return_to_zero(cha
 
 async def test_client_deadline_stops_engine_work_shortly_after_it_passes(channel, probe, baseline):
     result = await deadlines(channel, [stream(f"deadline-{i}", LONG) for i in range(4)], probe, deadline_s=0.5)
-    figures("client deadline 0.5 s", codes=result.tally["codes"], untyped=result.tally["untyped"],
-            status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
+    figures(
+        "client deadline 0.5 s",
+        codes=result.tally["codes"],
+        untyped=result.tally["untyped"],
+        status_after_deadline_p99_s=result.status_after_deadline_p99_s,
+        idle_after_s=result.idle_after_s,
+    )
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
     assert result.idle_after_s is not None and result.idle_after_s < 2 * baseline, (result.after, baseline)
 
@@ -207,8 +251,13 @@ async def test_client_deadline_stops_engine_work_shortly_after_it_passes(channel
 async def test_without_a_deadline_the_default_cap_stops_the_request(channel, probe, baseline):
     requests = [stream(f"cap-{i}", LONG) for i in range(4)]
     result = await deadlines(channel, requests, probe, deadline_s=DEFAULT_CAP_S, client_deadline=False)
-    figures(f"default cap {DEFAULT_CAP_S:g} s", codes=result.tally["codes"], untyped=result.tally["untyped"],
-            status_after_deadline_p99_s=result.status_after_deadline_p99_s, idle_after_s=result.idle_after_s)
+    figures(
+        f"default cap {DEFAULT_CAP_S:g} s",
+        codes=result.tally["codes"],
+        untyped=result.tally["untyped"],
+        status_after_deadline_p99_s=result.status_after_deadline_p99_s,
+        idle_after_s=result.idle_after_s,
+    )
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4} and clean(result.tally)
     assert all(f"passed its deadline of {DEFAULT_CAP_S:g} s" in r.message for r in result.records)
     assert result.status_after_deadline_p99_s < 2 * baseline, (result.status_after_deadline_p99_s, baseline)

@@ -17,8 +17,8 @@ import asyncio
 
 import pytest
 import yaml
-from live import ROOT, deployed
 
+from live import ROOT, deployed
 from shardline.faults.replica_health import all_engines_dead, engine_death, stuck_replica
 from shardline.faults.replica_kill import replica_kill
 from shardline.faults.workload import greedy_batch, reference_tokens
@@ -67,8 +67,7 @@ def _assert_nothing_lost(result):
 def test_killing_a_replica_mid_stream_loses_nothing(two_replicas):
     """Requests that had no token yet are retried on the survivor; streams cut midway
     are resumed there and match a fault-free pass token for token."""
-    result = asyncio.run(replica_kill(two_replicas.target, APP, MODEL, requests=200, concurrency=16,
-                                      max_tokens=48))
+    result = asyncio.run(replica_kill(two_replicas.target, APP, MODEL, requests=200, concurrency=16, max_tokens=48))
     base, fault = result["baseline"], result["fault"]
     print("replica kill:", {k: v for k, v in result.items() if k not in ("baseline", "fault")}, fault)
     assert base["verdicts"]["OK"] == 200, base
@@ -83,9 +82,15 @@ def test_killing_a_replica_mid_stream_loses_nothing(two_replicas):
 
 def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_replicas):
     result = asyncio.run(all_engines_dead(two_replicas.target, APP, MODEL, streams=16))
-    print("all engines dead:", {k: v for k, v in result.items() if k not in ("outage", "in_flight")},
-          "in flight:", _summary(result["in_flight"]), result["in_flight"]["codes"],
-          "outage:", _summary(result["outage"]))
+    print(
+        "all engines dead:",
+        {k: v for k, v in result.items() if k not in ("outage", "in_flight")},
+        "in flight:",
+        _summary(result["in_flight"]),
+        result["in_flight"]["codes"],
+        "outage:",
+        _summary(result["outage"]),
+    )
     flight = result["in_flight"]
     assert flight["verdicts"]["LOST"] == flight["verdicts"]["CORRUPT"] == flight["untyped"] == 0, flight
     # Nowhere to resume: each stream ends typed (ABORTED, with its tokens) once the
@@ -101,8 +106,9 @@ def test_with_every_engine_dead_the_model_is_not_serving_until_replaced(two_repl
 
 
 def test_engine_death_resumes_the_streams_elsewhere_and_the_replica_is_replaced(two_replicas, reference):
-    result = asyncio.run(engine_death(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
-                                      reference=reference))
+    result = asyncio.run(
+        engine_death(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS, reference=reference)
+    )
     _assert_nothing_lost(result)
     # The replica leaves as soon as vLLM reports its engine dead: before Serve's own
     # health check (a period, then its timeout) could have removed it.
@@ -111,8 +117,17 @@ def test_engine_death_resumes_the_streams_elsewhere_and_the_replica_is_replaced(
 
 
 def test_a_stuck_engine_is_detected_within_a_period_and_a_probe(two_replicas, reference):
-    result = asyncio.run(stuck_replica(two_replicas.target, APP, MODEL, requests=REQUESTS, max_tokens=TOKENS,
-                                       reference=reference, replace_timeout_s=0))  # replacement: shown above
+    result = asyncio.run(
+        stuck_replica(
+            two_replicas.target,
+            APP,
+            MODEL,
+            requests=REQUESTS,
+            max_tokens=TOKENS,
+            reference=reference,
+            replace_timeout_s=0,
+        )
+    )  # replacement: shown above
     _assert_nothing_lost(result)
     # Found by our probe (a period, then `probe_timeout_s`: about 3 s), not by Serve's
     # health-check timeout, which would take a period plus `timeout_s`.

@@ -33,7 +33,14 @@ ENGINE_ARGS = {"enforce_eager": True, "gpu_memory_utilization": 0.3}
 
 
 def model(name, path, **fields):
-    return {"name": name, "path": str(path), "dtype": "float32", "max_model_len": 256, "engine_args": ENGINE_ARGS, **fields}
+    return {
+        "name": name,
+        "path": str(path),
+        "dtype": "float32",
+        "max_model_len": 256,
+        "engine_args": ENGINE_ARGS,
+        **fields,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +53,25 @@ def target(tiny_models, tmp_path_factory):
         "name": "shardline-kernels-it",
         "models": [
             model("mixtral-tp1", tiny_models / "tiny-mixtral"),
-            model("mixtral-ep2", tiny_models / "tiny-mixtral", parallelism={"tensor": 2, "expert": 2}, kernels={"moe": "shardline"}),
+            model(
+                "mixtral-ep2",
+                tiny_models / "tiny-mixtral",
+                parallelism={"tensor": 2, "expert": 2},
+                kernels={"moe": "shardline"},
+            ),
             model("llama-int8-online", tiny_models / "tiny-llama", quantization="shardline-int8"),
             model("llama-int8-file", quantized, quantization="shardline-int8"),
         ],
         "router": {"port": 0},
     }
     (work / "spec.yaml").write_text(yaml.safe_dump(spec))
-    up = subprocess.Popen(cli + ["up", str(work / "spec.yaml"), "--timeout", str(UP_TIMEOUT_S)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    up = subprocess.Popen(
+        cli + ["up", str(work / "spec.yaml"), "--timeout", str(UP_TIMEOUT_S)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         yield _wait_serving(up)
     finally:

@@ -36,8 +36,14 @@ def test_completion_answers_like_grpc(client, deployment, item):
 
 
 def test_completion_streams_with_usage(client, item):
-    stream = client.completions.create(model="kv-small", prompt=item.prompt, max_tokens=8, temperature=0,
-                                       stream=True, stream_options={"include_usage": True})
+    stream = client.completions.create(
+        model="kv-small",
+        prompt=item.prompt,
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert len(chunks) > 2 and chunks[-1].choices == [] and 1 <= chunks[-1].usage.completion_tokens <= 8
@@ -47,8 +53,14 @@ def test_completion_streams_with_usage(client, item):
 
 def test_chat_streams_through_the_cascade_with_a_report(client):
     messages = [{"role": "user", "content": "The code of amber is 4 8 2 1 ."}]
-    stream = client.chat.completions.create(model="kv-auto", messages=messages, max_tokens=6, temperature=0,
-                                            stream=True, extra_headers={"x-shardline-tenant": "demo"})
+    stream = client.chat.completions.create(
+        model="kv-auto",
+        messages=messages,
+        max_tokens=6,
+        temperature=0,
+        stream=True,
+        extra_headers={"x-shardline-tenant": "demo"},
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason
     report = chunks[-1].model_extra["shardline"]["report"]

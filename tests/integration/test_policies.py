@@ -36,8 +36,9 @@ def item(words, seed=0):
 def test_engine_returns_top2_logprobs_and_prompt_self_information(deployment):
     handle = serve.get_deployment_handle(llm_deployment_name("kv-small"), app_name=APP).options(stream=True)
     prompt = item(100).prompt
-    request = GenerationRequest("it-lp", prompt, max_tokens=4, temperature=0.0, ignore_eos=True, logprobs=2,
-                                prompt_logprobs=True)
+    request = GenerationRequest(
+        "it-lp", prompt, max_tokens=4, temperature=0.0, ignore_eos=True, logprobs=2, prompt_logprobs=True
+    )
     deltas = list(handle.generate.remote(request))
     steps = [s for d in deltas for s in d.logprobs]
     assert len(steps) == 4
@@ -91,7 +92,12 @@ def test_budget_that_cannot_pay_is_resource_exhausted(deployment):
 
 
 def test_budget_clamps_max_tokens_on_the_cheap_tier(deployment):
-    reply = ask(deployment, "kv-small", "The code of amber is 4 8 2 1 . Question : what is the code of amber ? Answer :",
-                tenant="trial", max_tokens=64)
+    reply = ask(
+        deployment,
+        "kv-small",
+        "The code of amber is 4 8 2 1 . Question : what is the code of amber ? Answer :",
+        tenant="trial",
+        max_tokens=64,
+    )
     d = reply.report.decoding
     assert d.max_tokens < 64 and reply.usage.completion_tokens <= d.max_tokens and d.cost_charged <= 0.0005

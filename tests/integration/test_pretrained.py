@@ -6,8 +6,8 @@ manifest `make models` signed, answering questions whose answers a reader can ch
 import openai
 import pytest
 import yaml
-from live import ROOT, deployed
 
+from live import ROOT, deployed
 from shardline.models.pretrained import prepare_pretrained, signing_public_key
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,9 @@ def app(ray_cluster):
 
 def test_the_base_model_at_tp2_answers_a_fact_and_continues_a_sequence(app):
     with app.client() as client:
-        fact = client.generate("gemma-3-270m", "Question: What is the capital of Japan?\nAnswer:",
-                               max_tokens=4, temperature=0)
+        fact = client.generate(
+            "gemma-3-270m", "Question: What is the capital of Japan?\nAnswer:", max_tokens=4, temperature=0
+        )
         count = client.generate("gemma-3-270m", "1, 2, 3, 4, 5,", max_tokens=9, temperature=0)
     assert fact.text.split()[0] == "Tokyo", fact.text
     assert count.text.startswith(" 6, 7, 8"), count.text
@@ -42,8 +43,11 @@ def test_the_base_model_at_tp2_answers_a_fact_and_continues_a_sequence(app):
 def test_the_instruct_model_chats_with_its_own_template(app):
     with openai.OpenAI(base_url=app.http_url, api_key="unused", max_retries=0, timeout=120) as client:
         reply = client.chat.completions.create(
-            model="smollm2-135m-instruct", temperature=0, max_tokens=16,
-            messages=[{"role": "user", "content": "What is the capital of France?"}])
+            model="smollm2-135m-instruct",
+            temperature=0,
+            max_tokens=16,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
     assert "Paris" in reply.choices[0].message.content, reply.choices[0].message.content
     # SmolLM2's template wraps the turn in <|im_start|>/<|im_end|> and a system turn:
     # far more tokens than the 7 of the question alone.

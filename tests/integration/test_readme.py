@@ -15,9 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCKS = [(f"{doc.relative_to(ROOT).as_posix()}:{i}", code)
-          for doc in DOCS
-          for i, code in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S))]
+BLOCKS = [
+    (f"{doc.relative_to(ROOT).as_posix()}:{i}", code)
+    for doc in DOCS
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S))
+]
 
 
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])

@@ -14,16 +14,16 @@ from pathlib import Path
 import grpc
 import pytest
 import ray
-from certs import make_pki
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from waiting import Not, eventually
 
+from certs import make_pki
 from shardline.client import Client, call_metadata, make_request, trace_id
 from shardline.serve import lifecycle
 from shardline.spec import validate_spec
 from shardline.telemetry import attributes as attr
 from shardline.telemetry.store import read_spans
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from waiting import Not, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,9 @@ class Secured:
     def mutual(self, pki: dict[str, Path] | None = None) -> grpc.ChannelCredentials:
         """Trusts this deployment's CA; presents the client certificate of `pki`."""
         pki = pki or self.pki
-        return grpc.ssl_channel_credentials(self.pki["ca"].read_bytes(), pki["client_key"].read_bytes(),
-                                            pki["client"].read_bytes())
+        return grpc.ssl_channel_credentials(
+            self.pki["ca"].read_bytes(), pki["client_key"].read_bytes(), pki["client"].read_bytes()
+        )
 
     def client(self, token: str | None = None, credentials=None) -> Client:
         return Client(self.target, token=token, credentials=credentials or self.mutual())
@@ -55,16 +56,32 @@ def secured(ray_cluster, tmp_path_factory) -> Secured:
     work = tmp_path_factory.mktemp("secure")
     (work / "tokens.env").write_text("".join(f"{t}={v}\n" for t, v in TOKENS.items()))
     pki = make_pki(work)
-    spec = validate_spec({
-        "name": APP,
-        "models": [{"name": "kv-small", "path": str(ROOT / "models" / "trained" / "kv-small"), "dtype": "float32",
-                    "max_model_len": 256, "resources": {"cpu": 0.5},
-                    "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3}}],
-        "router": {"port": 0, "cpu": 0.5, "auth": {"tokens_file": str(work / "tokens.env")},
-                   "tls": {"cert_file": str(pki["server"]), "key_file": str(pki["server_key"]),
-                           "client_ca_file": str(pki["ca"])}},
-        "telemetry": {"trace_dir": str(work / "traces"), "metrics": False},
-    })
+    spec = validate_spec(
+        {
+            "name": APP,
+            "models": [
+                {
+                    "name": "kv-small",
+                    "path": str(ROOT / "models" / "trained" / "kv-small"),
+                    "dtype": "float32",
+                    "max_model_len": 256,
+                    "resources": {"cpu": 0.5},
+                    "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
+                }
+            ],
+            "router": {
+                "port": 0,
+                "cpu": 0.5,
+                "auth": {"tokens_file": str(work / "tokens.env")},
+                "tls": {
+                    "cert_file": str(pki["server"]),
+                    "key_file": str(pki["server_key"]),
+                    "client_ca_file": str(pki["ca"]),
+                },
+            },
+            "telemetry": {"trace_dir": str(work / "traces"), "metrics": False},
+        }
+    )
     try:
         endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
         yield Secured(f"localhost:{endpoint.port}", pki, work / "traces")
@@ -129,7 +146,9 @@ def test_health_needs_a_certificate_but_no_token_and_reflection_needs_a_token(se
 def test_no_prompt_text_in_router_or_replica_logs_or_spans(secured):
     with grpc.secure_channel(secured.target, secured.mutual()) as channel:
         reply, call = pb_grpc.InferenceStub(channel).Generate.with_call(
-            make_request("kv-small", PROMPT, max_tokens=4, ignore_eos=True), metadata=call_metadata(TOKENS["team-b"]), timeout=60
+            make_request("kv-small", PROMPT, max_tokens=4, ignore_eos=True),
+            metadata=call_metadata(TOKENS["team-b"]),
+            timeout=60,
         )
     assert reply.usage.completion_tokens == 4
     spans = wait_for_spans(secured.trace_dir, trace_id(call))
@@ -143,6 +162,7 @@ def test_no_prompt_text_in_router_or_replica_logs_or_spans(secured):
 def wait_for_spans(directory: Path, trace: str) -> str:
     """The text of every span file, once the router's and the replica's spans of
     `trace` are in (they are exported in batches)."""
+
     def both_roles():
         roles = {s["resource"].get(attr.PROCESS_ROLE) for s in read_spans(str(directory)) if s["trace_id"] == trace}
         return {"router", "replica"} <= roles or Not(f"spans of {sorted(roles, key=str)} only")

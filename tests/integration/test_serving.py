@@ -6,6 +6,7 @@ import sys
 import grpc
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,9 @@ def test_replica_runs_a_tensor_parallel_two_engine(deployment):
 
 def test_stream_returns_tokens_text_finish_reason_and_usage(deployment):
     with deployment.client() as client:
-        chunks = list(client.stream(deployment.model, "The code of amber is", max_tokens=12, request_id="it-1", **GREEDY))
+        chunks = list(
+            client.stream(deployment.model, "The code of amber is", max_tokens=12, request_id="it-1", **GREEDY)
+        )
     token_ids = [t for c in chunks for t in c.token_ids]
     assert len(token_ids) == 12 and len(chunks) > 1
     assert chunks[-1].finish_reason == "length"
@@ -49,7 +52,9 @@ def test_stream_returns_tokens_text_finish_reason_and_usage(deployment):
 def test_unary_and_stream_agree_under_greedy_decoding(deployment):
     with deployment.client() as client:
         reply = client.generate(deployment.model, "Once upon a time", max_tokens=10, **GREEDY)
-        streamed = [t for c in client.stream(deployment.model, "Once upon a time", max_tokens=10, **GREEDY) for t in c.token_ids]
+        streamed = [
+            t for c in client.stream(deployment.model, "Once upon a time", max_tokens=10, **GREEDY) for t in c.token_ids
+        ]
     assert list(reply.token_ids) == streamed
 
 
@@ -72,10 +77,16 @@ def test_client_cancel_aborts_the_engine_request(deployment):
         call = client.stream(deployment.model, "Tell a long story", max_tokens=2000, **GREEDY)
         next(call), next(call)
         call.cancel()
-    eventually(lambda: _engine_stats(deployment).aborted_requests == before + 1, interval_s=0.1,
-               message="the engine aborted the request")
-    eventually(lambda: _engine_stats(deployment).unfinished_requests == 0, interval_s=0.1,
-               message="no unfinished engine request")
+    eventually(
+        lambda: _engine_stats(deployment).aborted_requests == before + 1,
+        interval_s=0.1,
+        message="the engine aborted the request",
+    )
+    eventually(
+        lambda: _engine_stats(deployment).unfinished_requests == 0,
+        interval_s=0.1,
+        message="no unfinished engine request",
+    )
 
 
 def test_deadline_aborts_the_engine_request(deployment):
@@ -83,10 +94,16 @@ def test_deadline_aborts_the_engine_request(deployment):
     with deployment.client() as client, pytest.raises(grpc.RpcError) as info:
         client.generate(deployment.model, "Tell a long story", max_tokens=2000, timeout=0.5, **GREEDY)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    eventually(lambda: _engine_stats(deployment).aborted_requests == before + 1, interval_s=0.1,
-               message="the engine aborted the request")
-    eventually(lambda: _engine_stats(deployment).unfinished_requests == 0, interval_s=0.1,
-               message="no unfinished engine request")
+    eventually(
+        lambda: _engine_stats(deployment).aborted_requests == before + 1,
+        interval_s=0.1,
+        message="the engine aborted the request",
+    )
+    eventually(
+        lambda: _engine_stats(deployment).unfinished_requests == 0,
+        interval_s=0.1,
+        message="no unfinished engine request",
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,10 +128,29 @@ def test_cli_status_and_generate_against_the_running_cluster(deployment):
     cli = [sys.executable, "-m", "shardline.cli.main"]
     status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert "llm-kv-large" in status.stdout and "llm-kv-small" in status.stdout and "HEALTHY" in status.stdout and "1/1" in status.stdout
+    assert (
+        "llm-kv-large" in status.stdout
+        and "llm-kv-small" in status.stdout
+        and "HEALTHY" in status.stdout
+        and "1/1" in status.stdout
+    )
     gen = subprocess.run(
-        cli + ["generate", "--target", deployment.target, "--model", deployment.model, "--max-tokens", "5", "--temperature", "0", "Hi"],
-        capture_output=True, text=True, timeout=120,
+        cli
+        + [
+            "generate",
+            "--target",
+            deployment.target,
+            "--model",
+            deployment.model,
+            "--max-tokens",
+            "5",
+            "--temperature",
+            "0",
+            "Hi",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert gen.returncode == 0, gen.stderr
     assert "completion 5 tokens" in gen.stderr

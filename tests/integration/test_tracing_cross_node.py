@@ -23,16 +23,17 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from otlp_collector import OtlpCollector
-from waiting import eventually
 
+from otlp_collector import OtlpCollector
 from shardline.client import Client, trace_id
 from shardline.telemetry import attributes as attr
 from shardline.telemetry.tracing import process_resource
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -54,18 +55,33 @@ def free_port() -> int:
 
 def node_args(resource: str, worker_ports: int) -> list[str]:
     ports = {
-        "--node-manager-port": free_port(), "--object-manager-port": free_port(),
-        "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-        "--runtime-env-agent-port": free_port(), "--metrics-export-port": free_port(),
-        "--min-worker-port": worker_ports, "--max-worker-port": worker_ports + 199,
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
+        "--dashboard-agent-listen-port": free_port(),
+        "--dashboard-agent-grpc-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--metrics-export-port": free_port(),
+        "--min-worker-port": worker_ports,
+        "--max-worker-port": worker_ports + 199,
     }
-    return ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=3", "--disable-usage-stats",
-            f"--resources={json.dumps({resource: 10})}", *(f"{k}={v}" for k, v in ports.items())]
+    return [
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=3",
+        "--disable-usage-stats",
+        f"--resources={json.dumps({resource: 10})}",
+        *(f"{k}={v}" for k, v in ports.items()),
+    ]
 
 
 def start_node(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "ray"), "start", *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=ENV)
+    return subprocess.Popen(
+        [str(BIN / "ray"), "start", *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=ENV,
+    )
 
 
 def stop_node(proc: subprocess.Popen) -> None:
@@ -101,13 +117,17 @@ class Cluster:
         self.router_metrics, self.logs = router_metrics, logs
 
     def node_ids(self) -> dict[str, str]:
-        code = ("print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] "
-                "for k in n['Resources'] if k.startswith('node_')}))")
+        code = (
+            "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] "
+            "for k in n['Resources'] if k.startswith('node_')}))"
+        )
         return ray_python(self.address, code)
 
     def replica_metrics(self) -> str:
-        code = (f"h = serve.get_deployment_handle('llm-{MODEL}', app_name={APP!r})\n"
-                "print(json.dumps(h.metrics_endpoint.remote().result(timeout_s=60)))")
+        code = (
+            f"h = serve.get_deployment_handle('llm-{MODEL}', app_name={APP!r})\n"
+            "print(json.dumps(h.metrics_endpoint.remote().result(timeout_s=60)))"
+        )
         endpoint = ray_python(self.address, code)
         return scrape(endpoint["port"])
 
@@ -122,25 +142,53 @@ def cluster():
     tmp = Path(tempfile.mkdtemp(prefix="sl-ray-", dir="/tmp"))  # short: Ray's socket paths
     collector = OtlpCollector()
     gcs, router_metrics = free_port(), free_port()
-    head = start_node(["--head", f"--port={gcs}", f"--temp-dir={tmp}", f"--ray-client-server-port={free_port()}",
-                       "--include-dashboard=false", *node_args("node_a", 21000)], tmp / "head.log")
+    head = start_node(
+        [
+            "--head",
+            f"--port={gcs}",
+            f"--temp-dir={tmp}",
+            f"--ray-client-server-port={free_port()}",
+            "--include-dashboard=false",
+            *node_args("node_a", 21000),
+        ],
+        tmp / "head.log",
+    )
     nodes = [head]
     try:
         wait_port(gcs)
         address = f"127.0.0.1:{gcs}"
         nodes.append(start_node([f"--address={address}", *node_args("node_b", 21400)], tmp / "worker.log"))
         spec = tmp / "spec.yaml"
-        spec.write_text(json.dumps({
-            "name": APP,
-            "models": [{"name": MODEL, "path": str(ROOT / ".cache/models/tiny-llama"), "dtype": "float32",
-                        "max_model_len": 256, "resources": {"custom": {"node_b": 1}},
-                        "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3}}],
-            "router": {"port": 0, "custom": {"node_a": 1}},
-            "telemetry": {"exporter": "otlp-grpc", "otlp_endpoint": collector.endpoint,
-                          "metrics_port": router_metrics},
-        }))
-        up = subprocess.run([str(BIN / "shardline"), "up", str(spec), "--address", address, "--timeout", "300"],
-                            capture_output=True, text=True, timeout=360, env=ENV)
+        spec.write_text(
+            json.dumps(
+                {
+                    "name": APP,
+                    "models": [
+                        {
+                            "name": MODEL,
+                            "path": str(ROOT / ".cache/models/tiny-llama"),
+                            "dtype": "float32",
+                            "max_model_len": 256,
+                            "resources": {"custom": {"node_b": 1}},
+                            "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
+                        }
+                    ],
+                    "router": {"port": 0, "custom": {"node_a": 1}},
+                    "telemetry": {
+                        "exporter": "otlp-grpc",
+                        "otlp_endpoint": collector.endpoint,
+                        "metrics_port": router_metrics,
+                    },
+                }
+            )
+        )
+        up = subprocess.run(
+            [str(BIN / "shardline"), "up", str(spec), "--address", address, "--timeout", "300"],
+            capture_output=True,
+            text=True,
+            timeout=360,
+            env=ENV,
+        )
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:] + (tmp / "worker.log").read_text()[-2000:]
         target = up.stdout.split("SERVING on ")[1].split()[0]
         yield Cluster(address, target, collector, router_metrics, tmp)
@@ -156,7 +204,9 @@ def by_name(spans: list[dict]) -> dict[str, dict]:
 
 
 def complete(spans: list[dict]) -> bool:
-    return {attr.VLLM_REQUEST_SPAN, attr.REPLICA_SPAN, attr.SERVER_SPAN_PREFIX + "GenerateStream"} <= set(by_name(spans))
+    return {attr.VLLM_REQUEST_SPAN, attr.REPLICA_SPAN, attr.SERVER_SPAN_PREFIX + "GenerateStream"} <= set(
+        by_name(spans)
+    )
 
 
 def generate(cluster: Cluster, max_tokens: int = 6) -> tuple[str, list]:
@@ -186,7 +236,11 @@ def test_one_trace_spans_router_and_replica_on_two_nodes_down_to_vllm(cluster):
     assert replica["resource"][attr.RAY_NODE_ID] == nodes["node_b"] != nodes["node_a"]
     assert engine["resource"][attr.PROCESS_PID] == replica["resource"][attr.PROCESS_PID]  # vLLM in the replica
     a = server["attributes"]
-    assert (a[attr.RPC_SYSTEM], a[attr.RPC_SERVICE], a[attr.RPC_METHOD]) == ("grpc", "shardline.v1.Inference", "GenerateStream")
+    assert (a[attr.RPC_SYSTEM], a[attr.RPC_SERVICE], a[attr.RPC_METHOD]) == (
+        "grpc",
+        "shardline.v1.Inference",
+        "GenerateStream",
+    )
     assert a[attr.RPC_GRPC_STATUS_CODE] == 0
     for genai in (a, replica["attributes"]):
         assert genai[attr.GEN_AI_OPERATION_NAME] == "text_completion"
@@ -200,7 +254,9 @@ def test_one_trace_spans_router_and_replica_on_two_nodes_down_to_vllm(cluster):
 
 def test_a_client_traceparent_is_continued_across_three_processes(cluster):
     provider = TracerProvider(resource=process_resource("client"))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=cluster.collector.endpoint, insecure=True)))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=cluster.collector.endpoint, insecure=True))
+    )
     with provider.get_tracer("test").start_as_current_span("client.request") as client_span:
         tid, _ = generate(cluster, max_tokens=3)
     provider.shutdown()
@@ -217,15 +273,23 @@ def test_a_client_traceparent_is_continued_across_three_processes(cluster):
 
 def test_router_and_replica_serve_prometheus_metrics(cluster):
     generate(cluster, max_tokens=4)
-    with Client(cluster.target) as client, pytest.raises(Exception):
+    with Client(cluster.target) as client, pytest.raises(grpc.RpcError):
         client.generate("no-such-model", PROMPT)
     router = scrape(cluster.router_metrics)
     assert 'shardline_requests_total{code="NOT_FOUND",method="Generate"} 1.0' in router
-    ok = [line for line in router.splitlines() if line.startswith('shardline_requests_total{code="OK",method="GenerateStream"}')]
+    ok = [
+        line
+        for line in router.splitlines()
+        if line.startswith('shardline_requests_total{code="OK",method="GenerateStream"}')
+    ]
     assert ok and float(ok[0].split()[-1]) >= 1
-    for metric in ("shardline_time_to_first_token_seconds_count", "shardline_inter_token_seconds_count",
-                   "shardline_request_duration_seconds_count", "shardline_output_tokens_total"):
-        assert f'{metric}{{' in router
+    for metric in (
+        "shardline_time_to_first_token_seconds_count",
+        "shardline_inter_token_seconds_count",
+        "shardline_request_duration_seconds_count",
+        "shardline_output_tokens_total",
+    ):
+        assert f"{metric}{{" in router
     replica = cluster.replica_metrics()
     assert f'shardline_replica_ongoing_requests{{model="{MODEL}"' in replica
     assert "vllm:num_requests_waiting" in replica  # the engine's own queue, same endpoint

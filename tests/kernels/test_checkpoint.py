@@ -19,14 +19,17 @@ def float_checkpoint(tmp_path):
     src.mkdir()
     (src / "config.json").write_text(json.dumps({"architectures": ["MixtralForCausalLM"], "hidden_size": 8}))
     (src / "tokenizer.json").write_text("{}")
-    save_file({
-        "model.embed_tokens.weight": torch.randn(16, 8),
-        "model.layers.0.self_attn.q_proj.weight": torch.randn(8, 8),
-        "model.layers.0.block_sparse_moe.gate.weight": torch.randn(4, 8),
-        "model.layers.0.block_sparse_moe.experts.0.w1.weight": torch.randn(12, 8),
-        "model.layers.0.input_layernorm.weight": torch.randn(8),
-        "lm_head.weight": torch.randn(16, 8),
-    }, src / "model.safetensors")
+    save_file(
+        {
+            "model.embed_tokens.weight": torch.randn(16, 8),
+            "model.layers.0.self_attn.q_proj.weight": torch.randn(8, 8),
+            "model.layers.0.block_sparse_moe.gate.weight": torch.randn(4, 8),
+            "model.layers.0.block_sparse_moe.experts.0.w1.weight": torch.randn(12, 8),
+            "model.layers.0.input_layernorm.weight": torch.randn(8),
+            "lm_head.weight": torch.randn(16, 8),
+        },
+        src / "model.safetensors",
+    )
     return src
 
 

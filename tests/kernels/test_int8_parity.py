@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from kernel_cases import int8_gold_and_reference, make_int8_case
 from parity import assert_parity
-
 from shardline_kernels.int8 import cpu
 from shardline_kernels.int8.quantize import quantize_per_channel
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from kernel_cases import EXPERT_MAPS, NUM_EXPERTS, make_moe_case, moe_gold_and_reference
 from parity import assert_parity
-
 from shardline_kernels.moe import cpu
 
 SHAPES = {"decode-1x128x64": (1, 128, 64), "odd-63x769x95": (63, 769, 95)}
@@ -29,7 +29,9 @@ def test_expert_parallel_ranks_sum_to_the_unsharded_result():
     for rank in range(2):
         owned = range(4 * rank, 4 * rank + 4)
         expert_map = torch.tensor([e - 4 * rank if e in owned else -1 for e in range(NUM_EXPERTS)], dtype=torch.int32)
-        partial.append(cpu.fused_moe(x, w13[4 * rank : 4 * rank + 4], w2[4 * rank : 4 * rank + 4], weights, ids, expert_map))
+        partial.append(
+            cpu.fused_moe(x, w13[4 * rank : 4 * rank + 4], w2[4 * rank : 4 * rank + 4], weights, ids, expert_map)
+        )
     torch.testing.assert_close(partial[0] + partial[1], cpu.fused_moe(x, w13, w2, weights, ids), rtol=1e-5, atol=1e-5)
 
 
@@ -45,5 +47,7 @@ def test_tokens_routed_only_to_remote_experts_are_skipped_not_zero_weighted():
 
 def test_unknown_activation_is_refused_with_the_supported_list():
     args = make_moe_case(2, 32, 16, "random", "all-local", torch.float32, False)
-    with pytest.raises(ValueError, match=r"activation 'relu2' is not supported; supported: \['gelu', 'gelu_tanh', 'silu'\]"):
+    with pytest.raises(
+        ValueError, match=r"activation 'relu2' is not supported; supported: \['gelu', 'gelu_tanh', 'silu'\]"
+    ):
         cpu.fused_moe(*args, activation="relu2")

@@ -40,7 +40,11 @@ def run_probe(kernels: str) -> dict:
 
 def test_plugin_installs_our_moe_kernel_when_selected():
     found = run_probe("moe=shardline")
-    assert found == {"moe": "shardline_kernels.moe.vllm_experts", "int8": "ShardlineInt8Config", "registered_once": True}
+    assert found == {
+        "moe": "shardline_kernels.moe.vllm_experts",
+        "int8": "ShardlineInt8Config",
+        "registered_once": True,
+    }
 
 
 def test_plugin_leaves_vllm_moe_alone_by_default():

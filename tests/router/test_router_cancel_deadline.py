@@ -10,7 +10,6 @@ import contextlib
 
 from builders import make_request
 from fakes import HungBackend, LocalBackend, fake_stack
-
 from shardline.faults.cancel_storm import cancel_storm
 from shardline.faults.deadlines import deadlines
 from shardline.faults.probes import Counts
@@ -35,8 +34,9 @@ async def probed_stack(step_s, backend_of=LocalBackend, **spec_overrides):
 
 
 def streams(n, tokens, prefix="r"):
-    return [make_request(prompt=PROMPT, max_tokens=tokens, ignore_eos=True, request_id=f"{prefix}{i}")
-            for i in range(n)]
+    return [
+        make_request(prompt=PROMPT, max_tokens=tokens, ignore_eos=True, request_id=f"{prefix}{i}") for i in range(n)
+    ]
 
 
 async def test_cancel_storm_aborts_every_cancelled_stream_and_counts_return_to_zero():
@@ -78,7 +78,10 @@ async def test_without_a_deadline_the_default_cap_ends_the_request():
 
 async def test_the_default_cap_holds_even_when_the_replica_never_answers():
     async with probed_stack(step_s=STEP_S, backend_of=HungBackend, limits={"default_deadline_s": 0.3}) as (
-            channel, probe, engine):
+        channel,
+        probe,
+        engine,
+    ):
         result = await deadlines(channel, streams(4, TOKENS), probe, deadline_s=0.3, client_deadline=False)
     assert result.tally["codes"] == {"DEADLINE_EXCEEDED": 4}
     assert all("passed its deadline of 0.3 s" in r.message for r in result.records)

@@ -10,14 +10,14 @@ from collections import Counter
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from builders import make_request, make_spec
 from fakes import start_fake_stack
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from waiting import eventually_async
-
 from shardline.outcomes import Plan, Verdict, drive, tally
 from shardline.router.server import RouterServer
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from waiting import eventually_async
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 PROMPT = "a b c d e f g h"
@@ -46,8 +46,9 @@ async def test_drain_reports_not_serving_first_then_live_streams_finish_and_new_
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         seen = {}
-        live = asyncio.create_task(drive(channel, Plan(streams(8, 100), concurrency=8),
-                                         on_token=lambda r: seen.setdefault(r.request_id, r)))
+        live = asyncio.create_task(
+            drive(channel, Plan(streams(8, 100), concurrency=8), on_token=lambda r: seen.setdefault(r.request_id, r))
+        )
         await started(seen, 8)
         draining = asyncio.create_task(router.drain(DRAIN_TIMEOUT_S))
         assert (await watch.read()).status == NOT_SERVING
@@ -74,8 +75,9 @@ async def test_drain_cuts_what_is_left_at_the_timeout():
     router, engine, target = await start_router(step_s=step_s)
     async with grpc.aio.insecure_channel(target) as channel:
         seen = {}
-        live = asyncio.create_task(drive(channel, Plan(streams(4, tokens), concurrency=4),
-                                         on_token=lambda r: seen.setdefault(r.request_id, r)))
+        live = asyncio.create_task(
+            drive(channel, Plan(streams(4, tokens), concurrency=4), on_token=lambda r: seen.setdefault(r.request_id, r))
+        )
         await started(seen, 4)
         report = await router.drain(0.5)
         records = await live
@@ -149,8 +151,9 @@ async def test_the_next_call_of_a_client_whose_call_ends_as_the_drain_begins_is_
             async for chunk in pb_grpc.InferenceStub(channel).GenerateStream(first):
                 if chunk.finish_reason:
                     draining = asyncio.create_task(router.drain(DRAIN_TIMEOUT_S))
-            (record,) = await drive(channel, Plan([make_request(prompt=PROMPT, max_tokens=3,
-                                                                request_id=f"next{attempt}")]))
+            (record,) = await drive(
+                channel, Plan([make_request(prompt=PROMPT, max_tokens=3, request_id=f"next{attempt}")])
+            )
             codes[record.code] += 1
             await draining
     assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
@@ -188,16 +191,22 @@ async def test_a_router_replaced_on_the_same_port_loses_no_call(surge):
     async def each_client_served(more, by):
         """Until each client has `more` OK calls beyond what it had now."""
         had = {name: oks(batch) for name, batch in records.items()}
-        await eventually_async(lambda: all(oks(records[n]) >= had[n] + more for n in records),
-                               message=f"each client has {more} more OK calls ({by})")
+        await eventually_async(
+            lambda: all(oks(records[n]) >= had[n] + more for n in records),
+            message=f"each client has {more} more OK calls ({by})",
+        )
 
-    loads = [asyncio.create_task(load("retry", channel_options(RetryPolicy()))),
-             asyncio.create_task(load("no_retry", channel_options(None)))]
+    loads = [
+        asyncio.create_task(load("retry", channel_options(RetryPolicy()))),
+        asyncio.create_task(load("no_retry", channel_options(None))),
+    ]
     await each_client_served(3, by="the old router")
     if not surge:
         await old.drain(5.0)
-        await eventually_async(lambda: any(r.code == "UNAVAILABLE" for r in records["no_retry"]),
-                               message="the client without retries found the port closed")
+        await eventually_async(
+            lambda: any(r.code == "UNAVAILABLE" for r in records["no_retry"]),
+            message="the client without retries found the port closed",
+        )
     await new.start()
     await new.refresh_health()
     if surge:
@@ -210,8 +219,11 @@ async def test_a_router_replaced_on_the_same_port_loses_no_call(surge):
     for name, batch in records.items():
         counts = tally(batch)
         assert counts["verdicts"]["LOST"] == counts["verdicts"]["CORRUPT"] == counts["untyped"] == 0, (name, counts)
-        assert {r.code for r in batch} <= {"OK", "UNAVAILABLE"}, (name, counts["codes"],
-                                                                  [(r.code, r.message) for r in batch if r.code != "OK"])
+        assert {r.code for r in batch} <= {"OK", "UNAVAILABLE"}, (
+            name,
+            counts["codes"],
+            [(r.code, r.message) for r in batch if r.code != "OK"],
+        )
 
 
 def oks(batch):

@@ -10,9 +10,9 @@ import math
 
 import grpc
 import pytest
-from fuzzing import MODEL, TOKEN, TYPED, Case, cases, fuzz_spec, send, threaded_router, write_tokens
 from hypothesis import HealthCheck, given, settings
 
+from fuzzing import MODEL, TOKEN, TYPED, Case, cases, fuzz_spec, send, threaded_router, write_tokens
 from shardline.v1 import inference_pb2 as pb
 
 EXAMPLES = 100
@@ -25,8 +25,11 @@ def channel(tmp_path_factory):
         yield channel
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=cases)
 def test_any_call_gets_ok_or_a_typed_status_with_a_message(channel, case):
     code, details = send(channel, case)

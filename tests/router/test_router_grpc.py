@@ -9,13 +9,13 @@ import asyncio
 
 import grpc
 import pytest
-from builders import make_request
-from fakes import fake_stack
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from waiting import eventually_async
 
+from builders import make_request
+from fakes import fake_stack
 from shardline.v1 import inference_pb2 as pb
+from waiting import eventually_async
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -52,7 +52,12 @@ async def test_unary_generate_joins_the_stream(stack):
 async def test_list_models_reports_parallelism_and_readiness(stack):
     await stack.router.refresh_health()
     (model,) = (await stack.stub.ListModels(pb.ListModelsRequest())).models
-    assert (model.name, model.max_model_len, model.tensor_parallel_size, model.ready_replicas) == ("tiny-llama", 512, 1, 1)
+    assert (model.name, model.max_model_len, model.tensor_parallel_size, model.ready_replicas) == (
+        "tiny-llama",
+        512,
+        1,
+        1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,8 +109,10 @@ async def test_client_cancel_aborts_the_engine_request():
         async for _ in call:
             break
         call.cancel()
-        await eventually_async(lambda: s.engine.aborted and not s.engine.unfinished and s.router.pipeline.in_flight == 0,
-                               message="the engine request aborted and the router idle")
+        await eventually_async(
+            lambda: s.engine.aborted and not s.engine.unfinished and s.router.pipeline.in_flight == 0,
+            message="the engine request aborted and the router idle",
+        )
         assert len(s.engine.aborted) == 1 and not s.engine.unfinished
         assert s.router.pipeline.in_flight == 0
 

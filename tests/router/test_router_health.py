@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 
 import pytest
+
 from builders import make_request, make_spec
 from fakes import FakeEngine, ReplicaSetBackend, fake_stack, start_llm_server
-from waiting import eventually_async
-
 from shardline.errors import EngineFailure, ReplicaLost
 from shardline.generation import GenerationRequest
 from shardline.outcomes import Plan, Verdict, drive, tally
+from waiting import eventually_async
 
 PROMPT = "a b c d e f g h"
 TOKENS = 24
@@ -69,6 +69,7 @@ def after_tokens(tokens_seen, fault):
         seen[0] += 1
         if seen[0] == tokens_seen:
             fault()
+
     return hook
 
 
@@ -92,7 +93,10 @@ async def test_streams_on_a_replica_whose_engine_dies_are_resumed_on_the_other()
 
 async def test_a_replica_whose_engine_died_fails_its_health_check_at_once():
     async with replica_set(health={"period_s": 60, "probe_timeout_s": 5, "timeout_s": 10}) as (
-            backend, engines, _channel):
+        backend,
+        engines,
+        _channel,
+    ):
         server = backend.servers[0]
         engines[0].die()
         with pytest.raises(EngineFailure, match="died"):
@@ -174,8 +178,7 @@ async def test_a_retry_waiting_for_a_replica_ends_typed_when_the_model_has_none_
     seconds). A retry waiting so ends as soon as the health loop sees the model's
     last replica go: UNAVAILABLE before any token."""
     health = {"period_s": 600, "probe_timeout_s": 10, "timeout_s": 60}
-    async with replica_set(health=health, router={"port": 0, "retry": {"backoff_s": 0}}) as (
-            backend, engines, channel):
+    async with replica_set(health=health, router={"port": 0, "retry": {"backoff_s": 0}}) as (backend, engines, channel):
         engines[0].hang()
         engines[1].hang()  # takes the retry, never answers: like Serve's queue with no replica
 
@@ -195,8 +198,7 @@ async def test_a_retry_waiting_for_a_replica_ends_typed_when_the_model_has_none_
 
 async def test_a_cut_stream_with_nowhere_to_resume_ends_aborted_with_its_tokens():
     health = {"period_s": 600, "probe_timeout_s": 10, "timeout_s": 60}
-    async with replica_set(health=health, router={"port": 0, "retry": {"backoff_s": 0}}) as (
-            backend, engines, channel):
+    async with replica_set(health=health, router={"port": 0, "retry": {"backoff_s": 0}}) as (backend, engines, channel):
         engines[1].hang()  # the survivor takes the resumed call but never answers
 
         def replica_0_dies_and_none_is_left():

@@ -13,15 +13,15 @@ import time
 import aiohttp
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
+
 from builders import make_request, make_spec
 from fakes import fake_stack
 from fuzzing import threaded_router
-from grpc_health.v1 import health_pb2
-from waiting import eventually
-
 from shardline.router.grpc import transport
 from shardline.router.http.server import body_limit
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from waiting import eventually
 
 MiB = 1024 * 1024
 
@@ -71,11 +71,15 @@ async def test_prompt_under_the_message_limit_but_over_max_prompt_bytes_is_inval
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "prompt is 5000 bytes; max_prompt_bytes is 1000")
 
 
-@pytest.mark.parametrize("metadata", [
-    [("x-big", "v" * 5000)],                            # one value over the limit
-    [(f"x-h{i}", "v" * 100) for i in range(60)],        # many values that add up to it
-    [("x-big-bin", bytes(range(256)) * 20)],            # binary (base64 on the wire)
-], ids=["one-value", "many-values", "binary-value"])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        [("x-big", "v" * 5000)],  # one value over the limit
+        [(f"x-h{i}", "v" * 100) for i in range(60)],  # many values that add up to it
+        [("x-big-bin", bytes(range(256)) * 20)],  # binary (base64 on the wire)
+    ],
+    ids=["one-value", "many-values", "binary-value"],
+)
 async def test_metadata_over_the_limit_is_resource_exhausted_and_the_connection_serves_on(metadata):
     async with router(limits={"max_metadata_bytes": 4096}) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -87,12 +91,15 @@ async def test_metadata_over_the_limit_is_resource_exhausted_and_the_connection_
             assert ok.usage.completion_tokens == 1
 
 
-@pytest.mark.parametrize(("path", "raw"), [
-    ("/shardline.v1.Inference/Generate", b"\x0a\x02\xff\xfe"),        # model: 2 bytes of invalid UTF-8
-    ("/shardline.v1.Inference/GenerateStream", b"\xff\xff\xff\xff"),  # corrupt wire format
-    ("/shardline.v1.Inference/ListModels", b"\x0a\x05ab"),            # truncated field
-    ("/grpc.health.v1.Health/Check", b"\x0a\x01\xc3"),                # service: cut UTF-8 sequence
-])
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/shardline.v1.Inference/Generate", b"\x0a\x02\xff\xfe"),  # model: 2 bytes of invalid UTF-8
+        ("/shardline.v1.Inference/GenerateStream", b"\xff\xff\xff\xff"),  # corrupt wire format
+        ("/shardline.v1.Inference/ListModels", b"\x0a\x05ab"),  # truncated field
+        ("/grpc.health.v1.Health/Check", b"\x0a\x01\xc3"),  # service: cut UTF-8 sequence
+    ],
+)
 async def test_undecodable_request_is_invalid_argument_naming_the_method(path, raw):
     async with router() as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         call = (channel.unary_stream if path.endswith("Stream") else channel.unary_unary)(path)(raw, timeout=10)
@@ -125,8 +132,9 @@ async def test_streams_over_the_per_connection_cap_are_refused_unavailable_and_n
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.InferenceStub(channel)
             await still_serves(stub)  # the connection is up and has the router's SETTINGS
-            results = await asyncio.gather(*(code_of(stub.Generate(make_request(max_tokens=10), timeout=20))
-                                             for _ in range(6)))
+            results = await asyncio.gather(
+                *(code_of(stub.Generate(make_request(max_tokens=10), timeout=20)) for _ in range(6))
+            )
             await still_serves(stub)
         watcher.cancel()
     codes = [code for code, _ in results]
@@ -137,8 +145,9 @@ async def test_streams_over_the_per_connection_cap_are_refused_unavailable_and_n
 
 
 def test_server_options_name_every_limit():
-    limits = make_spec(limits={"max_metadata_bytes": 5000, "max_streams_per_connection": 7,
-                               "default_deadline_s": 60}).router.limits
+    limits = make_spec(
+        limits={"max_metadata_bytes": 5000, "max_streams_per_connection": 7, "default_deadline_s": 60}
+    ).router.limits
     options = dict(transport.server_options(limits))
     assert options["grpc.max_metadata_size"] == options["grpc.absolute_max_metadata_size"] == 5000
     assert options["grpc.max_concurrent_streams"] == 7
@@ -162,10 +171,14 @@ async def test_http_body_over_the_limit_is_413_with_an_openai_error_and_serves_o
             assert response.status == 200
 
 
-@pytest.mark.parametrize(("headers", "message"), [
-    ({"x-big": "v" * 5000}, "Got more than 4096 bytes when reading"),
-    ({f"x-h{i}": "v" for i in range(150)}, "Too many headers received"),
-], ids=["huge-field", "too-many-fields"])
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"x-big": "v" * 5000}, "Got more than 4096 bytes when reading"),
+        ({f"x-h{i}": "v" for i in range(150)}, "Too many headers received"),
+    ],
+    ids=["huge-field", "too-many-fields"],
+)
 async def test_http_headers_over_the_limit_are_400_and_the_router_serves_on(headers, message):
     async with router(limits={"max_metadata_bytes": 4096}) as server, aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{server.http_port}/v1/models"
@@ -183,8 +196,9 @@ async def test_health_check_still_serves_after_every_kind_of_refusal():
             await code_of(stub.Generate(make_request(prompt="x" * (5 * MiB)), timeout=10))
             await code_of(stub.Generate(make_request(), metadata=[("x-big", "v" * 9000)], timeout=10))
             await code_of(channel.unary_unary("/shardline.v1.Inference/Generate")(b"\xff", timeout=10))
-            check = channel.unary_unary("/grpc.health.v1.Health/Check",
-                                        response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            check = channel.unary_unary(
+                "/grpc.health.v1.Health/Check", response_deserializer=health_pb2.HealthCheckResponse.FromString
+            )
             reply = await check(health_pb2.HealthCheckRequest().SerializeToString(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -200,18 +214,24 @@ async def raw_http(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict
     return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
 
 
-@pytest.mark.parametrize(("header", "status", "message"), [
-    (b"Authorization: Bearer \xff\xfe", 401, "missing or unknown bearer token"),
-    (b"X-Request-Id: \xff", 400, "header x-request-id is not UTF-8 text"),
-    (b"X-Shardline-Tenant: \xc3", 400, "header x-shardline-tenant is not UTF-8 text"),
-], ids=["authorization", "request-id", "tenant"])
+@pytest.mark.parametrize(
+    ("header", "status", "message"),
+    [
+        (b"Authorization: Bearer \xff\xfe", 401, "missing or unknown bearer token"),
+        (b"X-Request-Id: \xff", 400, "header x-request-id is not UTF-8 text"),
+        (b"X-Shardline-Tenant: \xc3", 400, "header x-shardline-tenant is not UTF-8 text"),
+    ],
+    ids=["authorization", "request-id", "tenant"],
+)
 async def test_http_header_that_is_not_utf8_is_a_typed_error_not_a_500(tmp_path, header, status, message):
     tokens = tmp_path / "tokens.env"
     tokens.write_text(f"a={'a' * 20}\n")
     body = json.dumps({"model": "tiny-llama", "prompt": "a b", "max_tokens": 2}).encode()
     token = b"" if header.startswith(b"Authorization") else b"Authorization: Bearer " + b"a" * 20 + b"\r\n"
     async with router(auth={"tokens_file": str(tokens)}) as server:
-        head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + token + header + b"\r\n"
+        head = (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + token + header + b"\r\n"
+        )
         code, reply = await raw_http(server.http_port, head, body)
     assert code == status and message in reply["error"]["message"]
 
@@ -228,8 +248,12 @@ def test_a_client_pinging_too_often_is_sent_goaway_and_a_calm_one_is_not():
     GOAWAY (too_many_pings) after MAX_PING_STRIKES, which drops that client's
     connection (a call still open on it ends UNAVAILABLE "Too many pings"); a client
     that does not ping keeps its connection."""
-    pushy = [("grpc.keepalive_time_ms", 200), ("grpc.keepalive_permit_without_calls", 1),
-             ("grpc.http2.max_pings_without_data", 0), ("grpc.http2.min_time_between_pings_ms", 200)]
+    pushy = [
+        ("grpc.keepalive_time_ms", 200),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_time_between_pings_ms", 200),
+    ]
     ready = grpc.ChannelConnectivity.READY
     with threaded_router(make_spec(router={"port": 0})) as target:
         began = time.monotonic()

@@ -15,13 +15,13 @@ import grpc
 import httpx
 import openai
 import pytest
+
 from builders import make_request, make_spec
 from certs import make_pki
 from fakes import start_fake_stack
-from waiting import eventually_async
-
 from shardline.router.http import chat_template
 from shardline.v1 import inference_pb2_grpc as pb_grpc
+from waiting import eventually_async
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a" * 20
@@ -39,8 +39,9 @@ async def http_stack(step_s=0.0, ready=True, token=None, **spec_overrides):
     router_fields = spec_overrides.pop("router", {})
     if "limits" in spec_overrides:
         router_fields["limits"] = spec_overrides.pop("limits")
-    s = await start_fake_stack(step_s=step_s, refresh=ready, router={"port": 0, "http_port": 0, **router_fields},
-                               **spec_overrides)
+    s = await start_fake_stack(
+        step_s=step_s, refresh=ready, router={"port": 0, "http_port": 0, **router_fields}, **spec_overrides
+    )
     if not ready:
         s.router._health_task.cancel()  # keep the router believing no replica is ready
         s.router.pipeline.ready = {}
@@ -61,8 +62,9 @@ async def test_models_lists_served_models():
 
 async def test_completion_returns_text_usage_and_report():
     async with http_stack() as s:
-        reply = await s.client.completions.create(model="tiny-llama", prompt="a b c", max_tokens=4,
-                                                  extra_headers={"x-request-id": "r1"})
+        reply = await s.client.completions.create(
+            model="tiny-llama", prompt="a b c", max_tokens=4, extra_headers={"x-request-id": "r1"}
+        )
     assert reply.choices[0].text == " a b c a" and reply.choices[0].finish_reason == "length"
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (3, 4, 7)
     assert reply.id == "cmpl-r1" and reply.object == "text_completion"
@@ -72,8 +74,9 @@ async def test_completion_returns_text_usage_and_report():
 
 async def test_completion_streams_deltas_then_usage():
     async with http_stack() as s:
-        stream = await s.client.completions.create(model="tiny-llama", prompt="a b c", max_tokens=4, stream=True,
-                                                   stream_options={"include_usage": True})
+        stream = await s.client.completions.create(
+            model="tiny-llama", prompt="a b c", max_tokens=4, stream=True, stream_options={"include_usage": True}
+        )
         chunks = [c async for c in stream]
     texts = [c.choices[0].text for c in chunks if c.choices]
     assert texts == [" a", " b", " c", " a"]
@@ -85,8 +88,10 @@ async def test_completion_streams_deltas_then_usage():
 async def test_chat_uses_the_fallback_template_without_one():
     async with http_stack() as s:
         reply = await s.client.chat.completions.create(
-            model="tiny-llama", max_completion_tokens=5,
-            messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}])
+            model="tiny-llama",
+            max_completion_tokens=5,
+            messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}],
+        )
     # The fake engine echoes the prompt's words: the rendered fallback template.
     assert reply.choices[0].message.content == " System: Be terse. User: hi"
     assert reply.choices[0].message.role == "assistant" and reply.object == "chat.completion"
@@ -96,7 +101,8 @@ async def test_chat_uses_the_fallback_template_without_one():
 async def test_chat_streams_with_the_role_first():
     async with http_stack() as s:
         stream = await s.client.chat.completions.create(
-            model="tiny-llama", max_tokens=3, stream=True, messages=[{"role": "user", "content": "x y"}])
+            model="tiny-llama", max_tokens=3, stream=True, messages=[{"role": "user", "content": "x y"}]
+        )
         chunks = [c async for c in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content for c in chunks) == " User: x y"
@@ -104,11 +110,14 @@ async def test_chat_streams_with_the_role_first():
 
 
 def test_tokenizer_chat_template_is_used_when_present(tmp_path):
-    model = shutil.copytree(ROOT / "models" / "trained" / "kv-small", tmp_path / "m",
-                            ignore=shutil.ignore_patterns("*.safetensors"))
+    model = shutil.copytree(
+        ROOT / "models" / "trained" / "kv-small", tmp_path / "m", ignore=shutil.ignore_patterns("*.safetensors")
+    )
     config = json.loads((model / "tokenizer_config.json").read_text())
-    config["chat_template"] = ("{% for m in messages %}<{{ m.role }}> {{ m.content }} {% endfor %}"
-                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    config["chat_template"] = (
+        "{% for m in messages %}<{{ m.role }}> {{ m.content }} {% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
     (model / "tokenizer_config.json").write_text(json.dumps(config))
     spec = make_spec(model={"path": str(model)})
     messages = [{"role": "user", "content": "hello"}]
@@ -118,7 +127,7 @@ def test_tokenizer_chat_template_is_used_when_present(tmp_path):
 
 
 def error_of(info) -> dict:
-    return info.value.body if "error" not in info.value.body else info.value.body["error"]
+    return info.value.body.get("error", info.value.body)
 
 
 async def test_typed_errors_become_openai_errors():
@@ -132,8 +141,12 @@ async def test_typed_errors_become_openai_errors():
         with pytest.raises(openai.BadRequestError) as unsupported:
             await s.client.completions.create(model="tiny-llama", prompt="a", logprobs=2)
     assert missing.value.status_code == 404
-    assert error_of(missing) == {"message": "model 'nope' is not served; served models: tiny-llama",
-                                 "type": "not_found_error", "param": None, "code": "not_found"}
+    assert error_of(missing) == {
+        "message": "model 'nope' is not served; served models: tiny-llama",
+        "type": "not_found_error",
+        "param": None,
+        "code": "not_found",
+    }
     assert error_of(too_long)["message"] == "max_tokens is 1000000; the limit is 4096"
     assert error_of(batch)["param"] == "prompt" and "batches are not supported" in error_of(batch)["message"]
     assert error_of(unsupported)["param"] == "logprobs" and error_of(unsupported)["type"] == "invalid_request_error"
@@ -185,26 +198,32 @@ async def test_stop_drains_in_flight_requests_then_refuses_new_ones():
 
 async def test_disconnected_stream_aborts_the_engine_request():
     async with http_stack(step_s=0.05) as s:
-        stream = await s.client.completions.create(model="tiny-llama", prompt="a", max_tokens=1000, stream=True,
-                                                   extra_headers={"x-request-id": "gone"})
+        stream = await s.client.completions.create(
+            model="tiny-llama", prompt="a", max_tokens=1000, stream=True, extra_headers={"x-request-id": "gone"}
+        )
         async for _ in stream:
             break
         await stream.close()
-        await eventually_async(lambda: "gone" in s.engine.aborted, message="the disconnected stream's engine request aborted")
+        await eventually_async(
+            lambda: "gone" in s.engine.aborted, message="the disconnected stream's engine request aborted"
+        )
     assert not s.engine.unfinished
 
 
 def auth_spec(tmp_path, **auth):
     tokens = tmp_path / "tokens.env"
     tokens.write_text(f"acme={TOKEN}\ntiny={'t' * 20}\n")
-    return {"router": {"auth": {"tokens_file": str(tokens), **auth}},
-            "policies": {"tenants": [{"name": "acme", "budget": 1.0}, {"name": "tiny", "budget": 1.0}]}}
+    return {
+        "router": {"auth": {"tokens_file": str(tokens), **auth}},
+        "policies": {"tenants": [{"name": "acme", "budget": 1.0}, {"name": "tiny", "budget": 1.0}]},
+    }
 
 
 async def test_auth_applies_and_the_token_decides_the_tenant(tmp_path):
     async with http_stack(token=TOKEN, **auth_spec(tmp_path)) as s:
-        reply = await s.client.completions.create(model="tiny-llama", prompt="a", max_tokens=2,
-                                                  extra_headers={"x-shardline-tenant": "tiny"})
+        reply = await s.client.completions.create(
+            model="tiny-llama", prompt="a", max_tokens=2, extra_headers={"x-shardline-tenant": "tiny"}
+        )
         anonymous = openai.AsyncOpenAI(base_url=s.base_url, api_key="wrong-token", max_retries=0)
         with pytest.raises(openai.AuthenticationError) as info:
             await anonymous.models.list()
@@ -217,8 +236,9 @@ async def test_auth_applies_and_the_token_decides_the_tenant(tmp_path):
 async def test_grpc_and_http_share_the_rate_limit_bucket(tmp_path):
     async with http_stack(token=TOKEN, **auth_spec(tmp_path, requests_per_s=0.01, burst=1)) as s:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{s.router.port}") as channel:
-            await pb_grpc.InferenceStub(channel).Generate(make_request(max_tokens=1),
-                                                          metadata=(("authorization", f"Bearer {TOKEN}"),))
+            await pb_grpc.InferenceStub(channel).Generate(
+                make_request(max_tokens=1), metadata=(("authorization", f"Bearer {TOKEN}"),)
+            )
         with pytest.raises(openai.RateLimitError) as info:
             await s.client.models.list()
     assert "tenant 'acme' is over its rate limit" in error_of(info)["message"]

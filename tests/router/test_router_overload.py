@@ -13,14 +13,14 @@ import contextlib
 import grpc
 import httpx
 import pytest
+
 from builders import make_request, make_spec
 from fakes import SlottedBackend, fake_stack
-from waiting import eventually_async
-
 from shardline.faults.overload import overload
 from shardline.outcomes import Verdict
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 from shardline.wire import RETRY_PUSHBACK_TRAILER
+from waiting import eventually_async
 
 PROMPT = "a b c d e f g h"
 TOKENS = 20
@@ -49,8 +49,11 @@ async def test_overload_is_rejected_fast_and_accepted_latency_stays_bounded():
     rejected = [r for r in result.records["overload"] if r.verdict is Verdict.REJECTED_RETRYABLE]
     assert len(rejected) > loaded["requests"] / 3, loaded  # about 2 in 3 at 3x
     assert {r.code for r in rejected} == {"RESOURCE_EXHAUSTED"}
-    assert all("its limit is 6 (1 ready replica(s) x (max_ongoing_requests 4 + max_queued_requests 2))"
-               in r.message and "retry after" in r.message for r in rejected)
+    assert all(
+        "its limit is 6 (1 ready replica(s) x (max_ongoing_requests 4 + max_queued_requests 2))" in r.message
+        and "retry after" in r.message
+        for r in rejected
+    )
     assert loaded["verdicts"]["OK"] + len(rejected) == loaded["requests"]
     assert backend.most_active == 6  # 4 running + at most max_queued_requests (2) waiting, ever
     # So an accepted request waits at most once for the requests ahead of it (2 queued
@@ -89,11 +92,15 @@ async def test_the_http_door_shares_the_limit_and_answers_429_with_retry_after()
         capacity = router.pipeline.capacity
         await eventually_async(lambda: capacity.in_flight["tiny-llama"] == 2, message="one call streams, one waits")
         async with httpx.AsyncClient() as http:
-            reply = await http.post(f"http://127.0.0.1:{router.http_port}/v1/completions",
-                                    json={"model": "tiny-llama", "prompt": PROMPT, "max_tokens": 4})
+            reply = await http.post(
+                f"http://127.0.0.1:{router.http_port}/v1/completions",
+                json={"model": "tiny-llama", "prompt": PROMPT, "max_tokens": 4},
+            )
         for call in busy:
             call.cancel()
-        await eventually_async(lambda: capacity.in_flight["tiny-llama"] == 0, message="cancelled calls give their slots back")
+        await eventually_async(
+            lambda: capacity.in_flight["tiny-llama"] == 0, message="cancelled calls give their slots back"
+        )
     assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
     error = reply.json()["error"]
     assert error["type"] == "rate_limit_error" and "its limit is 2" in error["message"]

@@ -11,22 +11,36 @@ import math
 
 import grpc
 import pytest
+
 from builders import make_request, make_spec
 from fake_scorers import hash_embed, word_nll
 from fakes import FakeEngine, fake_stack
-
 from shardline.generation import TokenLogprob
 from shardline.v1 import inference_pb2 as pb
 
-SMALL = {"name": "kv-small", "path": "/models/kv-small", "max_model_len": 4096,
-         "cost": {"input_per_1k": 0.1, "output_per_1k": 0.2}}
-LARGE = {"name": "kv-large", "path": "/models/kv-large", "max_model_len": 4096,
-         "cost": {"input_per_1k": 1.0, "output_per_1k": 2.0},
-         "compression": {"policy": "truncate_middle", "target_ratio": 4.0, "min_prompt_tokens": 100}}
-POLICIES = {"tenants": [{"name": "acme", "budget": 1.0}, {"name": "tiny", "budget": 0.001}],
-            "cascades": [{"name": "kv-auto", "tiers": ["kv-small", "kv-large"], "escalate_above": 0.3}]}
-LONG = " ".join(f"Filler sentence number {i} ." for i in range(60)) + " The code of amber is 4 8 2 1 . " \
-       + " ".join(f"More filler {i} ." for i in range(60)) + " Question : what is the code of amber ? Answer :"
+SMALL = {
+    "name": "kv-small",
+    "path": "/models/kv-small",
+    "max_model_len": 4096,
+    "cost": {"input_per_1k": 0.1, "output_per_1k": 0.2},
+}
+LARGE = {
+    "name": "kv-large",
+    "path": "/models/kv-large",
+    "max_model_len": 4096,
+    "cost": {"input_per_1k": 1.0, "output_per_1k": 2.0},
+    "compression": {"policy": "truncate_middle", "target_ratio": 4.0, "min_prompt_tokens": 100},
+}
+POLICIES = {
+    "tenants": [{"name": "acme", "budget": 1.0}, {"name": "tiny", "budget": 0.001}],
+    "cascades": [{"name": "kv-auto", "tiers": ["kv-small", "kv-large"], "escalate_above": 0.3}],
+}
+LONG = (
+    " ".join(f"Filler sentence number {i} ." for i in range(60))
+    + " The code of amber is 4 8 2 1 . "
+    + " ".join(f"More filler {i} ." for i in range(60))
+    + " Question : what is the code of amber ? Answer :"
+)
 
 
 class ScoredEngine(FakeEngine):
@@ -164,15 +178,25 @@ async def test_uncertainty_on_a_single_model_when_asked():
         asked = await stub.Generate(request("kv-small", uncertainty=True))
     assert not plain.report.HasField("uncertainty") and engines["kv-small"].prompts[0].logprobs == 0
     assert 0 <= asked.report.uncertainty.score <= 1
-    assert set(asked.report.uncertainty.components) == {"mean_nll", "low_quantile_prob", "min_margin", "min_window_prob"}
+    assert set(asked.report.uncertainty.components) == {
+        "mean_nll",
+        "low_quantile_prob",
+        "min_margin",
+        "min_window_prob",
+    }
 
 
-@pytest.mark.parametrize("options, message", [
-    (pb.CompressionOptions(policy="zip"), "compression policy 'zip' is unknown; known: none, truncate_middle"),
-    (pb.CompressionOptions(target_ratio=0.5), r"compression target_ratio must be in [1, 64] (got 0.5)"),
-    (pb.CompressionOptions(protected=[pb.TextSpan(start=2, end=99)]),
-     "protected[0] is [2, 99); it must satisfy start <= end <= 5"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (pb.CompressionOptions(policy="zip"), "compression policy 'zip' is unknown; known: none, truncate_middle"),
+        (pb.CompressionOptions(target_ratio=0.5), r"compression target_ratio must be in [1, 64] (got 0.5)"),
+        (
+            pb.CompressionOptions(protected=[pb.TextSpan(start=2, end=99)]),
+            "protected[0] is [2, 99); it must satisfy start <= end <= 5",
+        ),
+    ],
+)
 async def test_bad_compression_options_are_invalid(options, message):
     async with policy_stack() as (stub, _):
         with pytest.raises(grpc.aio.AioRpcError) as info:

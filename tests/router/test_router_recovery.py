@@ -7,9 +7,9 @@ tests/integration/test_faults_replicas.py kills real replica processes under vLL
 import contextlib
 
 import pytest
+
 from builders import make_request, make_spec
 from fakes import FakeEngine, ReplicaSetBackend, fake_stack, start_llm_server
-
 from shardline.outcomes import Plan, Verdict, drive, tally
 
 PROMPT = "a b c d e f g h"
@@ -19,8 +19,9 @@ TOKENS = 24
 @contextlib.asynccontextmanager
 async def replica_set(replicas=2, step_s=0.004, **spec_overrides):
     spec = make_spec(**spec_overrides)
-    servers = [await start_llm_server(spec.models[0], FakeEngine(spec.models[0], step_s=step_s))
-               for _ in range(replicas)]
+    servers = [
+        await start_llm_server(spec.models[0], FakeEngine(spec.models[0], step_s=step_s)) for _ in range(replicas)
+    ]
     backend = ReplicaSetBackend("tiny-llama", servers)
     async with fake_stack(spec, backend=backend) as s:
         yield backend, s.router, s.channel
@@ -42,6 +43,7 @@ def kill_when(backend, index, tokens_seen):
         seen[0] += 1
         if seen[0] == tokens_seen:
             backend.kill(index)
+
     return hook
 
 
@@ -70,7 +72,10 @@ async def test_without_resume_a_cut_stream_ends_aborted_with_the_tokens_sent():
 
 async def test_a_call_that_finds_no_live_replica_is_unavailable_after_its_attempts():
     async with replica_set(replicas=1, router={"port": 0, "retry": {"attempts": 2, "backoff_s": 0}}) as (
-            backend, router, channel):
+        backend,
+        router,
+        channel,
+    ):
         backend.kill(0)
         records = await drive(channel, Plan(requests(1)))
     assert (records[0].verdict, records[0].code) == (Verdict.REJECTED_RETRYABLE, "UNAVAILABLE")
@@ -81,7 +86,10 @@ async def test_a_call_that_finds_no_live_replica_is_unavailable_after_its_attemp
 async def test_retries_stop_at_the_deadline():
     attempts, backoff_s = 10, 0.2
     async with replica_set(replicas=1, router={"port": 0, "retry": {"attempts": attempts, "backoff_s": backoff_s}}) as (
-            backend, router, channel):
+        backend,
+        router,
+        channel,
+    ):
         backend.kill(0)
         records = await drive(channel, Plan(requests(1), deadline_s=0.5))
     assert records[0].code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")

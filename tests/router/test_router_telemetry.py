@@ -6,14 +6,14 @@ metrics from the process's Prometheus registry.
 
 import grpc
 import pytest
-from builders import make_request
-from fakes import fake_stack
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
+from builders import make_request
+from fakes import fake_stack
 from shardline.telemetry import attributes as attr
 from shardline.wire import TRACE_ID
 
@@ -54,7 +54,11 @@ async def test_server_span_follows_grpc_conventions_and_its_id_reaches_the_clien
     assert server.kind == trace.SpanKind.SERVER and server.parent is None
     a = server.attributes
     assert (a[attr.RPC_SYSTEM], a[attr.RPC_SERVICE], a[attr.RPC_METHOD], a[attr.RPC_GRPC_STATUS_CODE]) == (
-        "grpc", "shardline.v1.Inference", "GenerateStream", 0)
+        "grpc",
+        "shardline.v1.Inference",
+        "GenerateStream",
+        0,
+    )
     assert a[attr.GEN_AI_REQUEST_MODEL] == "tiny-llama" and a[attr.GEN_AI_REQUEST_MAX_TOKENS] == 4
     assert (a[attr.GEN_AI_USAGE_INPUT_TOKENS], a[attr.GEN_AI_USAGE_OUTPUT_TOKENS]) == (3, 4)
     assert tuple(a[attr.GEN_AI_RESPONSE_FINISH_REASONS]) == ("length",)
@@ -108,14 +112,23 @@ async def test_prompt_and_completion_are_recorded_only_when_the_spec_opts_in(spa
 
 async def test_token_metrics_and_latency_histograms_count_each_request(spans):
     labels = {"model": "tiny-llama"}
-    before = {n: sample(n, **labels) for n in ("shardline_output_tokens_total", "shardline_input_tokens_total",
-                                                "shardline_time_to_first_token_seconds_count",
-                                                "shardline_inter_token_seconds_count")}
+    before = {
+        n: sample(n, **labels)
+        for n in (
+            "shardline_output_tokens_total",
+            "shardline_input_tokens_total",
+            "shardline_time_to_first_token_seconds_count",
+            "shardline_inter_token_seconds_count",
+        )
+    }
     async with fake_stack(refresh=False) as stack:
         await stream(stack, make_request(prompt="a b c", max_tokens=5))
     assert sample("shardline_output_tokens_total", **labels) == before["shardline_output_tokens_total"] + 5
     assert sample("shardline_input_tokens_total", **labels) == before["shardline_input_tokens_total"] + 3
-    assert sample("shardline_time_to_first_token_seconds_count", **labels) == before["shardline_time_to_first_token_seconds_count"] + 1
+    assert (
+        sample("shardline_time_to_first_token_seconds_count", **labels)
+        == before["shardline_time_to_first_token_seconds_count"] + 1
+    )
     assert sample("shardline_inter_token_seconds_count", **labels) > before["shardline_inter_token_seconds_count"]
 
 
@@ -140,8 +153,9 @@ async def test_the_http_door_continues_a_traceparent_and_traces_the_pipeline(spa
         async with aiohttp.ClientSession() as session:
             url = f"http://127.0.0.1:{stack.router.http_port}/v1/completions"
             headers = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
-            async with session.post(url, json={"model": "tiny-llama", "prompt": "x y", "max_tokens": 2},
-                                    headers=headers) as reply:
+            async with session.post(
+                url, json={"model": "tiny-llama", "prompt": "x y", "max_tokens": 2}, headers=headers
+            ) as reply:
                 assert reply.status == 200 and reply.headers["shardline-trace-id"] == CLIENT_TRACE
     s = of_trace(spans, CLIENT_TRACE)
     server = s["POST /v1/completions"]

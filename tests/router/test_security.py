@@ -9,13 +9,13 @@ import contextlib
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
 from builders import make_spec
 from certs import make_pki
 from fakes import fake_stack
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from google.protobuf import descriptor_pool
-
 from shardline.client import AsyncClient, Client
 from shardline.errors import SpecError
 from shardline.security.auth import RateLimiter, load_tokens
@@ -66,7 +66,9 @@ async def status_without_token(channel: grpc.aio.Channel, path: str, client_stre
 
 async def test_every_exposed_method_refuses_a_call_without_a_token(tokens_file):
     async with router(auth={"tokens_file": tokens_file, "exempt": ["reflection"]}) as target:
-        methods = [m for m in await asyncio.to_thread(exposed_methods, target) if not m[0].startswith(f"/{REFLECTION}/")]
+        methods = [
+            m for m in await asyncio.to_thread(exposed_methods, target) if not m[0].startswith(f"/{REFLECTION}/")
+        ]
         assert {"/shardline.v1.Inference/Generate", "/grpc.health.v1.Health/Watch"} <= {m[0] for m in methods}
         async with grpc.aio.insecure_channel(target) as channel:
             codes = {m[0]: await status_without_token(channel, *m) for m in methods}
@@ -114,12 +116,15 @@ def test_token_bucket_refills_at_its_rate():
     assert limiter.retry_after("t") == 0
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("team-a\n", "tokens.env:1: expected `tenant=token`"),
-    ("team-a=short\n", "tokens.env:1: token for 'team-a' has 5 characters; the minimum is 16"),
-    (f"a={'x' * 16}\na={'y' * 16}\n", "tokens.env:2: tenant 'a' appears twice"),
-    ("# nothing\n", "holds no `tenant=token` line"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("team-a\n", "tokens.env:1: expected `tenant=token`"),
+        ("team-a=short\n", "tokens.env:1: token for 'team-a' has 5 characters; the minimum is 16"),
+        (f"a={'x' * 16}\na={'y' * 16}\n", "tokens.env:2: tenant 'a' appears twice"),
+        ("# nothing\n", "holds no `tenant=token` line"),
+    ],
+)
 def test_bad_tokens_file_names_the_line_and_never_the_token(tmp_path, text, message):
     path = tmp_path / "tokens.env"
     path.write_text(text)
@@ -155,6 +160,7 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_ca(tmp_path):
 async def health_code(target: str, credentials) -> grpc.StatusCode:
     """The status of a health check through the sync `Client` (run in a thread:
     the router under test serves on this event loop)."""
+
     def check():
         with Client(target, credentials=credentials) as client:
             try:
@@ -162,6 +168,7 @@ async def health_code(target: str, credentials) -> grpc.StatusCode:
             except grpc.RpcError as exc:
                 return exc.code()
             return grpc.StatusCode.OK
+
     return await asyncio.to_thread(check)
 
 
@@ -169,7 +176,9 @@ def test_tls_file_that_is_not_pem_is_a_spec_error(tmp_path):
     from shardline.security.tls import server_credentials
 
     (tmp_path / "c").write_text("hello")
-    tls = make_spec(router={"port": 0, "tls": {"cert_file": str(tmp_path / "c"), "key_file": str(tmp_path / "c")}}).router.tls
+    tls = make_spec(
+        router={"port": 0, "tls": {"cert_file": str(tmp_path / "c"), "key_file": str(tmp_path / "c")}}
+    ).router.tls
     with pytest.raises(SpecError, match=r"router.tls.key_file .* is not PEM"):
         server_credentials(tls)
 
@@ -180,8 +189,22 @@ async def test_cli_generate_reaches_a_mutual_tls_router_with_a_token(tmp_path, t
     pki = make_pki(tmp_path)
     tls = {"cert_file": str(pki["server"]), "key_file": str(pki["server_key"]), "client_ca_file": str(pki["ca"])}
     async with router(tls=tls, auth={"tokens_file": tokens_file}) as target:
-        argv = ["generate", "hi", "--model", "tiny-llama", "--max-tokens", "3", "--target", target,
-                "--ca", str(pki["ca"]), "--cert", str(pki["client"]), "--key", str(pki["client_key"])]
+        argv = [
+            "generate",
+            "hi",
+            "--model",
+            "tiny-llama",
+            "--max-tokens",
+            "3",
+            "--target",
+            target,
+            "--ca",
+            str(pki["ca"]),
+            "--cert",
+            str(pki["client"]),
+            "--key",
+            str(pki["client_key"]),
+        ]
         assert await asyncio.to_thread(main, [*argv, "--token", TOKENS["team-b"]]) == 0
         assert "completion 3 tokens" in capsys.readouterr().err
         assert await asyncio.to_thread(main, argv + ["--token", ""]) == 1

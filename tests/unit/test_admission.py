@@ -1,13 +1,20 @@
 import math
 
 import pytest
-from builders import make_request, make_spec
 
+from builders import make_request, make_spec
 from shardline.errors import InvalidArgument, NotFound
 from shardline.router.validation import admit
 
-SPEC = make_spec(limits={"max_tokens": 100, "default_max_tokens": 16, "max_prompt_bytes": 64,
-                         "max_stop_strings": 2, "max_stop_string_chars": 8})
+SPEC = make_spec(
+    limits={
+        "max_tokens": 100,
+        "default_max_tokens": 16,
+        "max_prompt_bytes": 64,
+        "max_stop_strings": 2,
+        "max_stop_string_chars": 8,
+    }
+)
 
 
 def check(**kwargs):

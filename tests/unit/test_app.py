@@ -1,5 +1,4 @@
 from builders import make_spec
-
 from shardline.serve.app import logical_cpus_needed, placement_bundles
 
 

@@ -4,8 +4,8 @@ typed rejections with retry advice, and the Serve queue bound that backs them.""
 import pickle
 
 import pytest
-from builders import make_spec
 
+from builders import make_spec
 from shardline.errors import ResourceExhausted
 from shardline.router.capacity import DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S, MIN_RETRY_AFTER_S, Capacity
 from shardline.serve.app import llm_deployment, serve_queue_bound
@@ -20,9 +20,17 @@ class Clock:
 
 
 def capacity(ongoing=4, queued=2, routers=1, clock=None):
-    spec = make_spec(model={"replicas": {"max_ongoing_requests": ongoing, "max_queued_requests": queued,
-                                         "target_ongoing_requests": 1, "max": 3}},
-                     router={"port": 0, "replicas": routers})
+    spec = make_spec(
+        model={
+            "replicas": {
+                "max_ongoing_requests": ongoing,
+                "max_queued_requests": queued,
+                "target_ongoing_requests": 1,
+                "max": 3,
+            }
+        },
+        router={"port": 0, "replicas": routers},
+    )
     return Capacity(spec, clock or Clock())
 
 
@@ -44,7 +52,8 @@ def test_requests_beyond_the_limit_are_rejected_naming_value_limit_and_retry_adv
         c.take(["tiny-llama"], {"tiny-llama": 1})
     assert info.value.message == (
         "model 'tiny-llama' has 3 requests in flight at this router; its limit is 3 (1 ready replica(s) x "
-        "(max_ongoing_requests 2 + max_queued_requests 1)); retry after 1.0 s")
+        "(max_ongoing_requests 2 + max_queued_requests 1)); retry after 1.0 s"
+    )
     assert info.value.retry_after_s == DEFAULT_RETRY_AFTER_S
     c.give(held[0], finished=False)
     c.take(["tiny-llama"], {"tiny-llama": 1})  # a freed slot is taken again
@@ -62,8 +71,11 @@ def test_a_new_ready_replica_raises_the_limit_at_once():
 def test_message_names_the_router_share():
     c = capacity(ongoing=1, queued=0, routers=2)
     c.take(["tiny-llama"], {"tiny-llama": 2})
-    with pytest.raises(ResourceExhausted, match=r"\(2 ready replica\(s\) x \(max_ongoing_requests 1 \+ "
-                                                r"max_queued_requests 0\) / 2 router replicas\)"):
+    with pytest.raises(
+        ResourceExhausted,
+        match=r"\(2 ready replica\(s\) x \(max_ongoing_requests 1 \+ "
+        r"max_queued_requests 0\) / 2 router replicas\)",
+    ):
         c.take(["tiny-llama"], {"tiny-llama": 2})
 
 
@@ -102,22 +114,36 @@ def test_spec_refuses_a_negative_queue():
 
 
 def test_serve_queue_is_bounded_by_the_routers_share_at_max_replicas():
-    spec = make_spec(model={"replicas": {"max_ongoing_requests": 4, "max_queued_requests": 2,
-                                         "target_ongoing_requests": 1, "min": 1, "max": 3}})
+    spec = make_spec(
+        model={
+            "replicas": {
+                "max_ongoing_requests": 4,
+                "max_queued_requests": 2,
+                "target_ongoing_requests": 1,
+                "min": 1,
+                "max": 3,
+            }
+        }
+    )
     model = spec.models[0]
     assert serve_queue_bound(model) == 18
     assert serve_queue_bound(model, routers=4) == 5
     assert llm_deployment(model).max_queued_requests == 18
-    unqueued = make_spec(model={"replicas": {"max_ongoing_requests": 1, "max_queued_requests": 0,
-                                             "target_ongoing_requests": 1}}).models[0]
+    unqueued = make_spec(
+        model={"replicas": {"max_ongoing_requests": 1, "max_queued_requests": 0, "target_ongoing_requests": 1}}
+    ).models[0]
     assert serve_queue_bound(unqueued, routers=2) == 1  # Serve takes -1 (unbounded) or >= 1
 
 
 def test_a_cascade_request_holds_a_slot_on_every_tier_or_none():
     replicas = {"max_ongoing_requests": 1, "max_queued_requests": 0, "target_ongoing_requests": 1}
-    spec = make_spec(models=[{"name": "small", "path": "/m/s", "replicas": replicas},
-                             {"name": "large", "path": "/m/l", "replicas": replicas}],
-                     policies={"cascades": [{"name": "auto", "tiers": ["small", "large"]}]})
+    spec = make_spec(
+        models=[
+            {"name": "small", "path": "/m/s", "replicas": replicas},
+            {"name": "large", "path": "/m/l", "replicas": replicas},
+        ],
+        policies={"cascades": [{"name": "auto", "tiers": ["small", "large"]}]},
+    )
     c = Capacity(spec, Clock())
     ready = {"small": 1, "large": 1}
     c.take(["large"], ready)
@@ -158,8 +184,11 @@ async def test_serves_own_backpressure_becomes_resource_exhausted():
             return responses
 
     backend = ServeBackend("app", {"tiny-llama": Handle()})
-    with pytest.raises(ResourceExhausted, match=r"model 'tiny-llama': Request dropped due to backpressure "
-                                                r"\(num_queued_requests=18, max_queued_requests=18\)"):
+    with pytest.raises(
+        ResourceExhausted,
+        match=r"model 'tiny-llama': Request dropped due to backpressure "
+        r"\(num_queued_requests=18, max_queued_requests=18\)",
+    ):
         async for _ in backend.stream("tiny-llama", GenerationRequest("r", "hi", 4)):
             pass
     assert responses.cancelled

@@ -21,8 +21,9 @@ def app(*deployments: str, router_replicas: int = 1):
     replicas = {name: 1 for name in deployments} | {"router": router_replicas}
     return SimpleNamespace(
         status="RUNNING",
-        deployments={name: SimpleNamespace(status="HEALTHY", replica_states={"RUNNING": n})
-                     for name, n in replicas.items()},
+        deployments={
+            name: SimpleNamespace(status="HEALTHY", replica_states={"RUNNING": n}) for name, n in replicas.items()
+        },
     )
 
 
@@ -45,8 +46,10 @@ def test_down_without_the_named_app_names_those_that_run_and_removes_nothing(clu
     cluster.apps["shardline-bench"] = app("llm-tiny-llama")
     assert main(["down"]) == 1
     err = capsys.readouterr().err
-    assert err == ("no application named 'shardline' on this cluster; running: shardline-bench "
-                   "(pass --name NAME, or the spec file)\n")
+    assert err == (
+        "no application named 'shardline' on this cluster; running: shardline-bench "
+        "(pass --name NAME, or the spec file)\n"
+    )
     assert cluster.removed == []
 
 
@@ -54,7 +57,8 @@ def test_down_says_when_no_shardline_application_runs(cluster, capsys):
     cluster.apps["someone-elses"] = SimpleNamespace(status="RUNNING", deployments={"web": None})
     assert main(["down", "--name", "shardline-bench"]) == 1
     assert capsys.readouterr().err == (
-        "no application named 'shardline-bench' on this cluster; no Shardline application is running\n")
+        "no application named 'shardline-bench' on this cluster; no Shardline application is running\n"
+    )
     assert cluster.removed == []
 
 
@@ -76,10 +80,14 @@ def test_down_refuses_a_name_that_contradicts_the_spec_file(cluster, capsys):
     "removal, claim",
     [
         (lifecycle.Removal(2.0, routers=2, drained=2), "(live streams drained first)"),
-        (lifecycle.Removal(2.0, routers=2, drained=1),
-         "(only 1 of 2 router replicas confirmed draining: streams on the others may have been cut)"),
-        (lifecycle.Removal(2.0, routers=None, drained=0),
-         "(its routers could not be asked to drain: live streams may have been cut)"),
+        (
+            lifecycle.Removal(2.0, routers=2, drained=1),
+            "(only 1 of 2 router replicas confirmed draining: streams on the others may have been cut)",
+        ),
+        (
+            lifecycle.Removal(2.0, routers=None, drained=0),
+            "(its routers could not be asked to drain: live streams may have been cut)",
+        ),
         (lifecycle.Removal(2.0, routers=0, drained=0), "(no router replica was running: nothing to drain)"),
     ],
     ids=["all-drained", "some-drained", "not-asked", "no-router"],
@@ -104,8 +112,10 @@ def test_undeploy_deletes_even_when_the_routers_cannot_be_asked(monkeypatch):
 def test_status_without_the_named_app_names_those_that_run(cluster, capsys):
     cluster.apps.update({"shardline-bench": app("llm-tiny-llama"), "chat": app("llm-kv-small")})
     assert main(["status"]) == 1
-    assert capsys.readouterr().err == ("no application named 'shardline' on this cluster; running: chat, "
-                                       "shardline-bench (pass --name NAME, or the spec file)\n")
+    assert capsys.readouterr().err == (
+        "no application named 'shardline' on this cluster; running: chat, "
+        "shardline-bench (pass --name NAME, or the spec file)\n"
+    )
 
 
 def test_status_shows_the_application_a_spec_file_names(cluster, monkeypatch, capsys):
@@ -119,4 +129,4 @@ def test_status_shows_the_application_a_spec_file_names(cluster, monkeypatch, ca
 
 
 def test_the_cli_default_application_is_the_specs_default_name():
-    assert deploy.DEFAULT_APP == DeploymentSpec.model_fields["name"].default
+    assert DeploymentSpec.model_fields["name"].default == deploy.DEFAULT_APP

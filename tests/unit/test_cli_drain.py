@@ -4,7 +4,6 @@ embedded cluster goes down with the process; a second signal stops at once."""
 import signal
 
 from builders import make_spec
-
 from shardline.cli import deploy
 from shardline.serve import lifecycle
 

@@ -5,8 +5,8 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from fake_scorers import hash_embed, word_nll
 
+from fake_scorers import hash_embed, word_nll
 from shardline.models import tasks
 from shardline.policies.compression import Compressed, Options, Scorers, compress
 from shardline.policies.compression.units import layout
@@ -33,12 +33,14 @@ def test_layout_units_cover_the_prompt_in_order():
     prompt = "First sentence. Second one!\nThird? " + QUESTION
     lay = layout(prompt)
     assert "".join(lay.text(u) for u in lay.units) == prompt
-    assert lay.question == QUESTION[QUESTION.index("Question"):]
+    assert lay.question == QUESTION[QUESTION.index("Question") :]
 
 
 def test_question_code_json_and_client_spans_are_protected():
-    prompt = ('System: be brief. Filler goes here. ```x = 1. y = 2.``` More filler. '
-              '{"type": "object", "properties": {}} Even more. Keep this part. ' + QUESTION)
+    prompt = (
+        "System: be brief. Filler goes here. ```x = 1. y = 2.``` More filler. "
+        '{"type": "object", "properties": {}} Even more. Keep this part. ' + QUESTION
+    )
     keep = prompt.index("Keep this part.")
     lay = layout(prompt, system_chars=len("System: be brief."), protected=[(keep, keep + 15)])
     protected = [lay.text(u) for u in lay.units if u.protected]
@@ -99,14 +101,19 @@ prompts = st.lists(sentence, min_size=1, max_size=60).map(" ".join)
 
 
 @settings(max_examples=150, deadline=None)
-@given(prompt=prompts, policy=st.sampled_from(["truncate_middle", "extractive", "self_information"]),
-       ratio=st.floats(1.0, 20.0), data=st.data())
+@given(
+    prompt=prompts,
+    policy=st.sampled_from(["truncate_middle", "extractive", "self_information"]),
+    ratio=st.floats(1.0, 20.0),
+    data=st.data(),
+)
 def test_output_is_never_longer_and_keeps_protected_spans(prompt, policy, ratio, data):
     start = data.draw(st.integers(0, len(prompt)))
     end = data.draw(st.integers(start, len(prompt)))
     system = data.draw(st.integers(0, len(prompt)))
-    out: Compressed = run(prompt, policy, ratio=ratio, min_prompt_tokens=0, protected=((start, end),),
-                          system_chars=system)
+    out: Compressed = run(
+        prompt, policy, ratio=ratio, min_prompt_tokens=0, protected=((start, end),), system_chars=system
+    )
     assert len(out.text) <= len(prompt)
     assert out.sent_tokens <= out.original_tokens
     assert prompt[start:end] in out.text

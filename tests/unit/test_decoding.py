@@ -34,8 +34,11 @@ def test_plan_clamps_max_tokens_to_the_budget():
 
 
 def test_plan_that_cannot_pay_one_token_is_resource_exhausted():
-    with pytest.raises(ResourceExhausted, match=r"tenant 'acme' has 0.001 credits left; the cheapest plan "
-                                                r"\(kv-small, 100 prompt tokens \+ 1 output token\) costs 0.0102"):
+    with pytest.raises(
+        ResourceExhausted,
+        match=r"tenant 'acme' has 0.001 credits left; the cheapest plan "
+        r"\(kv-small, 100 prompt tokens \+ 1 output token\) costs 0.0102",
+    ):
         make_plan([SMALL, LARGE], 100, 64, remaining=0.001, tenant="acme")
 
 
@@ -73,9 +76,12 @@ def test_ledger_reserves_settles_and_rolls_over():
 
 
 @settings(max_examples=300, deadline=None)
-@given(requests=st.lists(st.tuples(st.integers(1, 4000), st.integers(1, 512), st.floats(0, 1),
-                                   st.booleans()), min_size=1, max_size=40),
-       budget=st.floats(0.01, 20.0))
+@given(
+    requests=st.lists(
+        st.tuples(st.integers(1, 4000), st.integers(1, 512), st.floats(0, 1), st.booleans()), min_size=1, max_size=40
+    ),
+    budget=st.floats(0.01, 20.0),
+)
 def test_budget_and_max_tokens_are_never_exceeded(requests, budget):
     ledger = Ledger("t", budget=budget, window_s=1e9)
     for prompt, max_tokens, used_share, cascade in requests:

@@ -5,8 +5,13 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "bench" / "README.md",
-        ROOT / "kernels" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    ROOT / "bench" / "README.md",
+    ROOT / "kernels" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", flags=re.S | re.M)
 README_MAX_LINES = 150
@@ -38,8 +43,10 @@ def broken(doc: Path, target: str) -> str:
     if not resolved.exists():
         return f"{doc.relative_to(ROOT)}: {target} -> {resolved} does not exist"
     if anchor and (resolved.suffix != ".md" or anchor not in anchors(resolved)):
-        return (f"{doc.relative_to(ROOT)}: {target}: no heading '#{anchor}' in {resolved.relative_to(ROOT)}; "
-                f"it has {sorted(anchors(resolved)) if resolved.suffix == '.md' else 'no headings'}")
+        return (
+            f"{doc.relative_to(ROOT)}: {target}: no heading '#{anchor}' in {resolved.relative_to(ROOT)}; "
+            f"it has {sorted(anchors(resolved)) if resolved.suffix == '.md' else 'no headings'}"
+        )
     return ""
 
 
@@ -56,8 +63,12 @@ def test_readme_is_a_front_door_of_at_most_150_lines():
 
 def test_every_docs_page_is_linked_from_the_readme():
     readme = set(relative_links(ROOT / "README.md"))
-    for page in [*(ROOT / "docs").glob("*.md"), ROOT / "CONTRIBUTING.md", ROOT / "bench" / "README.md",
-                 ROOT / "kernels" / "README.md"]:
+    for page in [
+        *(ROOT / "docs").glob("*.md"),
+        ROOT / "CONTRIBUTING.md",
+        ROOT / "bench" / "README.md",
+        ROOT / "kernels" / "README.md",
+    ]:
         assert page.relative_to(ROOT).as_posix() in {t.partition("#")[0] for t in readme}, page
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from builders import make_spec
 from pydantic import ValidationError
 
+from builders import make_spec
 from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
 from shardline.engine.vllm_engine import engine_kwargs
 from shardline.errors import EngineFailure, SpecError
@@ -37,13 +37,18 @@ def test_expert_parallel_reaches_the_engine_arguments():
 def test_float_checkpoint_is_quantized_online(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
     kwargs = quantization_kwargs(model(path=str(tmp_path), quantization="shardline-int8"))
-    assert kwargs == {"quantization": "shardline-int8", "hf_overrides": {"quantization_config": {"quant_method": "shardline-int8"}}}
+    assert kwargs == {
+        "quantization": "shardline-int8",
+        "hf_overrides": {"quantization_config": {"quant_method": "shardline-int8"}},
+    }
 
 
 def test_prequantized_checkpoint_keeps_its_own_quantization_config(tmp_path):
     config = {"quantization_config": {"quant_method": "shardline-int8", "prequantized": True}}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    assert quantization_kwargs(model(path=str(tmp_path), quantization="shardline-int8")) == {"quantization": "shardline-int8"}
+    assert quantization_kwargs(model(path=str(tmp_path), quantization="shardline-int8")) == {
+        "quantization": "shardline-int8"
+    }
     assert quantization_kwargs(model(path=str(tmp_path))) == {}
 
 

@@ -65,16 +65,21 @@ def edges() -> Iterator[tuple[str, str, str, str]]:
 
 
 def test_every_package_has_a_layer():
-    packages = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
-                if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").is_file()}
+    packages = {
+        p.name.removesuffix(".py")
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").is_file()
+    }
     assert packages - RANK.keys() == set(), "give these packages a place in LAYERS"
     assert RANK.keys() - packages == set(), "LAYERS names packages that no longer exist"
 
 
 def test_imports_only_reach_down():
-    upward = [f"{where} imports {module}: {source} (layer {RANK[source]}) may not import "
-              f"{target} (layer {RANK[target]})"
-              for source, target, where, module in edges() if RANK[target] >= RANK[source]]
+    upward = [
+        f"{where} imports {module}: {source} (layer {RANK[source]}) may not import {target} (layer {RANK[target]})"
+        for source, target, where, module in edges()
+        if RANK[target] >= RANK[source]
+    ]
     assert upward == [], "\n".join(upward)
 
 
@@ -85,7 +90,7 @@ def test_packages_form_no_cycle():
     done: set[str] = set()
 
     def visit(package: str, path: tuple[str, ...]) -> None:
-        assert package not in path, "import cycle: " + " -> ".join(path[path.index(package):] + (package,))
+        assert package not in path, "import cycle: " + " -> ".join(path[path.index(package) :] + (package,))
         if package not in done:
             for target in sorted(graph.get(package, ())):
                 visit(target, path + (package,))

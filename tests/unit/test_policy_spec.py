@@ -1,8 +1,8 @@
 """The spec's policy sections: compression, tier prices, tenants, cascades."""
 
 import pytest
-from builders import make_spec
 
+from builders import make_spec
 from shardline.errors import SpecError
 from shardline.spec import parse_spec
 
@@ -20,25 +20,35 @@ def errors_of(text: str) -> str:
 
 
 def test_policy_sections_parse_with_defaults():
-    spec = parse_spec(MODELS + "policies: {tenants: [{name: a, budget: 2}], default_tenant: a, "
-                      "cascades: [{name: auto, tiers: [small, large]}]}", source="s.yaml")
+    spec = parse_spec(
+        MODELS + "policies: {tenants: [{name: a, budget: 2}], default_tenant: a, "
+        "cascades: [{name: auto, tiers: [small, large]}]}",
+        source="s.yaml",
+    )
     small = spec.model("small")
     assert (small.compression.policy, small.compression.target_ratio, small.compression.min_prompt_tokens) == (
-        "extractive", 4.0, 2000)
+        "extractive",
+        4.0,
+        2000,
+    )
     assert spec.policies.tenant("a").window_s == 3600.0 and spec.policies.cascade("auto").escalate_above == 0.5
     assert make_spec().policies.cascades == () and make_spec().models[0].compression is None
 
 
-@pytest.mark.parametrize("policies, message", [
-    ("{cascades: [{name: auto, tiers: [small, huge]}]}", "cascade 'auto' names unserved models: huge"),
-    ("{cascades: [{name: small, tiers: [small, large]}]}", "cascade 'small' has the name of a served model"),
-    ("{tenants: [{name: a, budget: 1}], default_tenant: b}", "default_tenant 'b' is not among tenants (a)"),
-    ("{tenants: [{name: a, budget: 0}]}", "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "policies, message",
+    [
+        ("{cascades: [{name: auto, tiers: [small, huge]}]}", "cascade 'auto' names unserved models: huge"),
+        ("{cascades: [{name: small, tiers: [small, large]}]}", "cascade 'small' has the name of a served model"),
+        ("{tenants: [{name: a, budget: 1}], default_tenant: b}", "default_tenant 'b' is not among tenants (a)"),
+        ("{tenants: [{name: a, budget: 0}]}", "greater than 0"),
+    ],
+)
 def test_bad_policy_sections_are_rejected(policies, message):
     assert message in errors_of(MODELS + f"policies: {policies}")
 
 
 def test_unknown_compression_policy_is_rejected():
     assert "'none', 'truncate_middle', 'extractive' or 'self_information'" in errors_of(
-        "models: [{name: m, path: /m, compression: {policy: zip}}]")
+        "models: [{name: m, path: /m, compression: {policy: zip}}]"
+    )

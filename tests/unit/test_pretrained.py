@@ -16,8 +16,15 @@ PARTS = {"a_part1/data/m.gguf.part00": b"GGUF" + b"x" * 3000, "a_part2/data/m.gg
 
 
 def fake_model(sha256: str) -> PretrainedModel:
-    return PretrainedModel(name="m", requirements=("a-part1==1", "a-part2==1"), members=tuple(PARTS),
-                           gguf_sha256=sha256, licence="test", licence_member="a/LICENSE", source="test")
+    return PretrainedModel(
+        name="m",
+        requirements=("a-part1==1", "a-part2==1"),
+        members=tuple(PARTS),
+        gguf_sha256=sha256,
+        licence="test",
+        licence_member="a/LICENSE",
+        source="test",
+    )
 
 
 @pytest.fixture

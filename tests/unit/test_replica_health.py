@@ -6,12 +6,12 @@ import textwrap
 
 import psutil
 import pytest
-from builders import make_spec, spec_dict
-from waiting import eventually
 
+from builders import make_spec, spec_dict
 from shardline.errors import SpecError
 from shardline.serve.app import llm_deployment
 from shardline.spec import validate_spec
+from waiting import eventually
 
 
 def test_health_defaults_leave_room_for_a_slow_probe():
@@ -24,8 +24,9 @@ def test_serve_timeout_must_exceed_the_probe_timeout():
         validate_spec(spec_dict(model={"health": {"probe_timeout_s": 8, "timeout_s": 5}}))
 
 
-@pytest.mark.parametrize("field, value", [("period_s", 0.1), ("probe_timeout_s", 0), ("stall_timeout_s", -1),
-                                          ("timeout_s", 4000)])
+@pytest.mark.parametrize(
+    "field, value", [("period_s", 0.1), ("probe_timeout_s", 0), ("stall_timeout_s", -1), ("timeout_s", 4000)]
+)
 def test_health_bounds_are_checked(field, value):
     with pytest.raises(SpecError, match=f"health.{field}"):
         validate_spec(spec_dict(model={"health": {field: value}}))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import spec_dict
 from ray.serve.schema import ServeDeploySchema
 
+from builders import spec_dict
 from shardline.errors import SpecError
 from shardline.serve.serve_config import IMPORT_PATH, app_builder
 from shardline.spec import load_spec

@@ -1,9 +1,9 @@
 import pytest
 from hypothesis import given, settings
-from builders import make_spec, spec_dict
-from fuzzing import mutated_specs
 from pydantic import ValidationError
 
+from builders import make_spec, spec_dict
+from fuzzing import mutated_specs
 from shardline.errors import SpecError
 from shardline.spec import DeploymentSpec, parse_spec, validate_spec
 
@@ -35,7 +35,9 @@ def test_relative_model_path_becomes_absolute(tmp_path, monkeypatch):
 
 def test_error_quotes_line_path_value_and_limit():
     text = "models:\n  - name: m\n    path: p\n    parallelism:\n      tensor: 0\n"
-    assert "s.yaml:5 models[0].parallelism.tensor: Input should be greater than or equal to 1 (got 0)" in errors_of(text)
+    assert "s.yaml:5 models[0].parallelism.tensor: Input should be greater than or equal to 1 (got 0)" in errors_of(
+        text
+    )
 
 
 def test_unknown_key_lists_allowed_keys():
@@ -90,7 +92,9 @@ def test_model_names_must_be_unique():
 
 
 def test_engine_args_typo_suggests_the_field():
-    with pytest.raises(SpecError, match="'enforce_eagr' is not a vLLM EngineArgs field \\(did you mean 'enforce_eager'\\?\\)"):
+    with pytest.raises(
+        SpecError, match="'enforce_eagr' is not a vLLM EngineArgs field \\(did you mean 'enforce_eager'\\?\\)"
+    ):
         make_spec(model={"engine_args": {"enforce_eagr": True}})
 
 

@@ -18,8 +18,17 @@ def test_invalid_spec_fails_before_contacting_the_cluster(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  - name: m\n    path: /m\n    parallelism: {tensor: 3, expert: 2}\n")
     # Port 9 (discard) on localhost: any attempt to submit would fail with a connection error instead.
-    command = [sys.executable, "-m", "shardline.cli.main", "submit", str(bad), "--address", "http://127.0.0.1:9",
-               "--working-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "shardline.cli.main",
+        "submit",
+        str(bad),
+        "--address",
+        "http://127.0.0.1:9",
+        "--working-dir",
+        str(tmp_path),
+    ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "invalid deployment spec" in run.stderr

@@ -3,10 +3,10 @@
 import os
 
 import pytest
-from builders import make_spec
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from builders import make_spec
 from shardline.cli.main import main
 from shardline.engine.tracing import UNUSED_ENDPOINT, vllm_tracing_args
 from shardline.errors import SpecError
@@ -79,8 +79,12 @@ def test_tree_nests_children_under_parents_with_durations_and_processes(tmp_path
     lines = render_trace(store.trace_spans(store.read_spans(str(tmp_path)), tid))
     assert lines[0] == f"trace {tid}: 4 spans, 1 processes, 1 nodes"
     names = [line.split(" ms  [")[0].rsplit("  ", 1)[0] for line in lines[1:]]
-    assert names == [attr.SERVER_SPAN_PREFIX + "Generate", f"├─ {attr.ADMISSION_SPAN}",
-                     f"└─ {attr.REPLICA_CALL_SPAN}", f"   └─ {attr.REPLICA_SPAN}"]
+    assert names == [
+        attr.SERVER_SPAN_PREFIX + "Generate",
+        f"├─ {attr.ADMISSION_SPAN}",
+        f"└─ {attr.REPLICA_CALL_SPAN}",
+        f"   └─ {attr.REPLICA_SPAN}",
+    ]
     assert all(" ms  [router pid " in line for line in lines[1:])
 
 

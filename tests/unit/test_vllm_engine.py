@@ -1,6 +1,6 @@
 import pytest
-from builders import make_spec
 
+from builders import make_spec
 from shardline.engine.vllm_engine import VLLMEngine, engine_kwargs
 from shardline.errors import EngineFailure
 

@@ -5,6 +5,7 @@ import asyncio
 import itertools
 
 import pytest
+
 from waiting import Not, eventually, eventually_async
 
 

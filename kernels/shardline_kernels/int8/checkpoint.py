@@ -40,7 +40,12 @@ def quantize_checkpoint(src: str | Path, dst: str | Path) -> dict[str, int]:
     for other in src.iterdir():
         if other.is_file() and other.suffix != ".safetensors" and other.name != "config.json":
             shutil.copy2(other, dst / other.name)
-    config["quantization_config"] = {"quant_method": METHOD, "prequantized": True, "bits": 8, "scales": "per-output-channel"}
+    config["quantization_config"] = {
+        "quant_method": METHOD,
+        "prequantized": True,
+        "bits": 8,
+        "scales": "per-output-channel",
+    }
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return counts
 

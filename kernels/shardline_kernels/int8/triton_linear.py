@@ -21,10 +21,25 @@ BLOCK_M, BLOCK_N, BLOCK_K = 16, 32, 64
 
 @triton.jit
 def _w8a16(
-    x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K,
-    stride_xm, stride_xk, stride_wn, stride_wk, stride_ym, stride_yn,
-    HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    s_ptr,
+    b_ptr,
+    y_ptr,
+    M,
+    N,
+    K,
+    stride_xm,
+    stride_xk,
+    stride_wn,
+    stride_wk,
+    stride_ym,
+    stride_yn,
+    HAS_BIAS: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -33,10 +48,16 @@ def _w8a16(
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < K
-        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk,
-                    mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        w = tl.load(w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
-                    mask=mask_n[None, :] & mask_k[:, None], other=0)
+        x = tl.load(
+            x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk,
+            mask=mask_m[:, None] & mask_k[None, :],
+            other=0.0,
+        )
+        w = tl.load(
+            w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
+            mask=mask_n[None, :] & mask_k[:, None],
+            other=0,
+        )
         # int8 weights are exact in fp32 and tf32: widening loses nothing.
         acc += tl.dot(x.to(tl.float32), w.to(tl.float32), input_precision=PRECISION)
     acc *= tl.load(s_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
@@ -54,9 +75,21 @@ def linear_w8a16(
     y = torch.empty(m, n, dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(m, BLOCK_M), triton.cdiv(n, BLOCK_N))
     _w8a16[grid](
-        rows, qweight, scales.float(), scales if bias is None else bias, y, m, n, k,
-        *rows.stride(), *qweight.stride(), *y.stride(),
-        HAS_BIAS=bias is not None, PRECISION=dot_precision(x.dtype),
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        rows,
+        qweight,
+        scales.float(),
+        scales if bias is None else bias,
+        y,
+        m,
+        n,
+        k,
+        *rows.stride(),
+        *qweight.stride(),
+        *y.stride(),
+        HAS_BIAS=bias is not None,
+        PRECISION=dot_precision(x.dtype),
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BLOCK_K=BLOCK_K,
     )
     return y.to(x.dtype).reshape(*x.shape[:-1], n)

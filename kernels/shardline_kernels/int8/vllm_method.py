@@ -73,10 +73,14 @@ class ShardlineInt8LinearMethod(LinearMethodBase):
         loader, rows = extra["weight_loader"], sum(output_partition_sizes)
         dtype = torch.int8 if self.prequantized else params_dtype
         weight = torch.empty(rows, input_size_per_partition, dtype=dtype)
-        layer.register_parameter("weight", ModelWeightParameter(data=weight, input_dim=1, output_dim=0, weight_loader=loader))
+        layer.register_parameter(
+            "weight", ModelWeightParameter(data=weight, input_dim=1, output_dim=0, weight_loader=loader)
+        )
         if self.prequantized:
             scale = torch.empty(rows, dtype=torch.float32)
-            layer.register_parameter("weight_scale", ChannelQuantScaleParameter(data=scale, output_dim=0, weight_loader=loader))
+            layer.register_parameter(
+                "weight_scale", ChannelQuantScaleParameter(data=scale, output_dim=0, weight_loader=loader)
+            )
 
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         if self.prequantized:

@@ -24,9 +24,26 @@ BLOCK_M, BLOCK_N, BLOCK_K = 16, 32, 32
 
 @triton.jit
 def _grouped_gemm(
-    a_ptr, rows_ptr, w_ptr, c_ptr, block_expert_ptr, block_start_ptr, block_end_ptr,
-    N, K, stride_am, stride_ak, stride_we, stride_wn, stride_wk, stride_cm, stride_cn,
-    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    a_ptr,
+    rows_ptr,
+    w_ptr,
+    c_ptr,
+    block_expert_ptr,
+    block_start_ptr,
+    block_end_ptr,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_we,
+    stride_wn,
+    stride_wk,
+    stride_cm,
+    stride_cn,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     # C[p] = A[rows[p]] @ W[expert].T for the pairs p of this block (all one expert).
     expert = tl.load(block_expert_ptr + tl.program_id(0))
@@ -39,10 +56,16 @@ def _grouped_gemm(
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < K
-        a = tl.load(a_ptr + rows[:, None] * stride_am + offs_k[None, :] * stride_ak,
-                    mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        w = tl.load(w_ptr + expert * stride_we + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
-                    mask=mask_n[None, :] & mask_k[:, None], other=0.0)
+        a = tl.load(
+            a_ptr + rows[:, None] * stride_am + offs_k[None, :] * stride_ak,
+            mask=mask_m[:, None] & mask_k[None, :],
+            other=0.0,
+        )
+        w = tl.load(
+            w_ptr + expert * stride_we + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
+            mask=mask_n[None, :] & mask_k[:, None],
+            other=0.0,
+        )
         acc += tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision=PRECISION)
     c = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
     tl.store(c, acc, mask=mask_m[:, None] & mask_n[None, :])
@@ -84,7 +107,21 @@ def _gemm(a: torch.Tensor, rows: torch.Tensor, w: torch.Tensor, blocks) -> torch
     if expert.numel():
         grid = (expert.numel(), triton.cdiv(n, BLOCK_N))
         _grouped_gemm[grid](
-            a, rows, w, c, expert, start, end, n, k, *a.stride(), *w.stride(), *c.stride(),
-            PRECISION=dot_precision(a.dtype), BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+            a,
+            rows,
+            w,
+            c,
+            expert,
+            start,
+            end,
+            n,
+            k,
+            *a.stride(),
+            *w.stride(),
+            *c.stride(),
+            PRECISION=dot_precision(a.dtype),
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
         )
     return c

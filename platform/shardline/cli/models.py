@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("dir")
     t.add_argument("--tier", action="append", help="only this tier (repeatable)")
     t.set_defaults(func=cmd_train_tiny)
-    r = models.add_parser("build-pretrained", help="fetch, check and convert SmolLM2-135M-Instruct and Gemma 3 270M into DIR (cached)")
+    r = models.add_parser(
+        "build-pretrained", help="fetch, check and convert SmolLM2-135M-Instruct and Gemma 3 270M into DIR (cached)"
+    )
     r.add_argument("dir")
     r.add_argument("--force", action="store_true", help="rebuild even when present")
     r.set_defaults(func=cmd_build_pretrained)

@@ -44,8 +44,7 @@ class VLLMEngine:
     async def start(self) -> None:
         if not os.path.isfile(os.path.join(self._model.path, "config.json")):
             raise EngineFailure(
-                f"model {self._model.name!r}: no Hugging Face model at {self._model.path} "
-                f"(no config.json) on this node"
+                f"model {self._model.name!r}: no Hugging Face model at {self._model.path} (no config.json) on this node"
             )
         if self._model.integrity:
             # Before vLLM opens a single file; hashing a large model takes seconds.
@@ -84,7 +83,10 @@ class VLLMEngine:
         finished, generated = False, 0
         try:
             outputs = self._llm.generate(
-                TokensPrompt(prompt_token_ids=prompt_ids), params, engine_id, trace_headers=request.trace_context or None
+                TokensPrompt(prompt_token_ids=prompt_ids),
+                params,
+                engine_id,
+                trace_headers=request.trace_context or None,
             )
             async for out in outputs:
                 completion = out.outputs[0]

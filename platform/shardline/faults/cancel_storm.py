@@ -36,9 +36,16 @@ class CancelStormResult:
     records: list[Record] = field(default_factory=list)
 
 
-async def cancel_storm(channel: grpc.aio.Channel, requests: Sequence[pb.GenerateRequest], probe: Probe,
-                       fraction: float = 0.5, concurrency: int = 16, seed: int = 7, deadline_s: float = 120.0,
-                       idle_timeout_s: float = 10.0) -> CancelStormResult:
+async def cancel_storm(
+    channel: grpc.aio.Channel,
+    requests: Sequence[pb.GenerateRequest],
+    probe: Probe,
+    fraction: float = 0.5,
+    concurrency: int = 16,
+    seed: int = 7,
+    deadline_s: float = 120.0,
+    idle_timeout_s: float = 10.0,
+) -> CancelStormResult:
     """Cancel `fraction` of `requests` (chosen with `seed`), each after a random number
     of tokens in [1, max_tokens - 1]; requests must set max_tokens (and ignore_eos, so
     they run that long)."""
@@ -50,6 +57,11 @@ async def cancel_storm(channel: grpc.aio.Channel, requests: Sequence[pb.Generate
     ended = time.perf_counter()
     idle_after, after = await until_idle(probe, ended, idle_timeout_s)
     return CancelStormResult(
-        tally=tally(records), cancelled=sum(r.verdict is Verdict.CANCELLED for r in records), aborted=after.engine_aborted - before.engine_aborted,
-        idle_after_s=idle_after, before=before, after=after, records=records,
+        tally=tally(records),
+        cancelled=sum(r.verdict is Verdict.CANCELLED for r in records),
+        aborted=after.engine_aborted - before.engine_aborted,
+        idle_after_s=idle_after,
+        before=before,
+        after=after,
+        records=records,
     )

@@ -39,13 +39,23 @@ class DeadlineResult:
     records: list[Record] = field(default_factory=list)
 
 
-async def deadlines(channel: grpc.aio.Channel, requests: Sequence[pb.GenerateRequest], probe: Probe,
-                    deadline_s: float, client_deadline: bool = True, idle_timeout_s: float = 10.0) -> DeadlineResult:
+async def deadlines(
+    channel: grpc.aio.Channel,
+    requests: Sequence[pb.GenerateRequest],
+    probe: Probe,
+    deadline_s: float,
+    client_deadline: bool = True,
+    idle_timeout_s: float = 10.0,
+) -> DeadlineResult:
     """Send all `requests` at once; each must need longer than `deadline_s`. With
     `client_deadline` False no deadline is sent and `deadline_s` must be the router's
     default cap."""
-    plan = Plan(requests, concurrency=len(requests), deadline_s=deadline_s if client_deadline else None,
-                lost_after_s=deadline_s + LOST_MARGIN_S)
+    plan = Plan(
+        requests,
+        concurrency=len(requests),
+        deadline_s=deadline_s if client_deadline else None,
+        lost_after_s=deadline_s + LOST_MARGIN_S,
+    )
     await channel.channel_ready()  # a first connection inside the deadline would eat into it
     began = time.perf_counter()
     calls = asyncio.create_task(drive(channel, plan))
@@ -55,10 +65,13 @@ async def deadlines(channel: grpc.aio.Channel, requests: Sequence[pb.GenerateReq
     last_deadline = began + max(r.start_s for r in records) + deadline_s
     late = [r.e2e_s - deadline_s for r in records if r.code == "DEADLINE_EXCEEDED"]
     return DeadlineResult(
-        tally=tally(records), deadline_s=deadline_s, client_deadline=client_deadline,
+        tally=tally(records),
+        deadline_s=deadline_s,
+        client_deadline=client_deadline,
         status_after_deadline_p99_s=percentile(late, 99),
         idle_after_s=None if idle_at is None else max(idle_at - last_deadline, 0.0),
-        after=after, records=records,
+        after=after,
+        records=records,
     )
 
 

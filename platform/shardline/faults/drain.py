@@ -29,12 +29,21 @@ def prompts(n: int) -> list[str]:
     return [f"k{i % 89} = v{(i * 31) % 83} ; k{i % 47} = ?" for i in range(n)]
 
 
-async def drain_under_load(target: str, model: str, stop: Callable[[], object], *, streams: int = 16,
-                           max_tokens: int = 256, probe_every_s: float = 0.1) -> dict:
+async def drain_under_load(
+    target: str,
+    model: str,
+    stop: Callable[[], object],
+    *,
+    streams: int = 16,
+    max_tokens: int = 256,
+    probe_every_s: float = 0.1,
+) -> dict:
     """`stop()` (blocking: e.g. `lifecycle.undeploy`, or SIGTERM and wait) runs once all
     `streams` have a token. Returns the live streams' tally and the drain figures."""
-    batch = [make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"live{i}")
-             for i, p in enumerate(prompts(streams))]
+    batch = [
+        make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"live{i}")
+        for i, p in enumerate(prompts(streams))
+    ]
     started: set[str] = set()
     all_started = asyncio.Event()
 
@@ -63,8 +72,10 @@ async def drain_under_load(target: str, model: str, stop: Callable[[], object], 
         "stop_s": stop_s,
         "probes": tally(probe_records),
         "probe_reject_p50_s": percentile([r.e2e_s for r in probe_records if r.code == "UNAVAILABLE"], 50),
-        "probe_slowest": [f"sent at {r.start_s:.2f} s: {r.code} after {r.e2e_s:.2f} s {r.message[:100]}"
-                          for r in sorted(probe_records, key=lambda r: -r.e2e_s)[:5]],
+        "probe_slowest": [
+            f"sent at {r.start_s:.2f} s: {r.code} after {r.e2e_s:.2f} s {r.message[:100]}"
+            for r in sorted(probe_records, key=lambda r: -r.e2e_s)[:5]
+        ],
     }
 
 
@@ -82,7 +93,9 @@ async def _probe(target: str, model: str, stopping: asyncio.Task, every_s: float
         n = 0
         while not stopping.done():
             request = make_request(model, "k1 = v2 ; k1 = ?", max_tokens=PROBE_TOKENS, request_id=f"new{n}")
-            calls.append((time.monotonic() - began, asyncio.create_task(drive(channel, Plan([request], lost_after_s=60.0)))))
+            calls.append(
+                (time.monotonic() - began, asyncio.create_task(drive(channel, Plan([request], lost_after_s=60.0))))
+            )
             n += 1
             await asyncio.sleep(every_s)
         records = []

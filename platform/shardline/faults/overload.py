@@ -49,9 +49,17 @@ class OverloadResult:
         return self.overload["e2e_p99_s"] / self.at_capacity["e2e_p99_s"]
 
 
-async def overload(channel: grpc.aio.Channel, make: MakeRequest, slots: int, factor: float = 3.0,
-                   duration_s: float = 10.0, unloaded_n: int = 4, capacity_n: int | None = None,
-                   deadline_s: float = 60.0, metadata: tuple[tuple[str, str], ...] = ()) -> OverloadResult:
+async def overload(
+    channel: grpc.aio.Channel,
+    make: MakeRequest,
+    slots: int,
+    factor: float = 3.0,
+    duration_s: float = 10.0,
+    unloaded_n: int = 4,
+    capacity_n: int | None = None,
+    deadline_s: float = 60.0,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> OverloadResult:
     """Run the three phases. `slots` is how many requests the model serves at once
     (ready replicas x max_ongoing_requests); `capacity_n` requests (default 3 x slots)
     measure phase 2."""
@@ -65,14 +73,24 @@ async def overload(channel: grpc.aio.Channel, make: MakeRequest, slots: int, fac
     loaded = await open_loop(channel, make, offered, duration_s, deadline_s, metadata)
     elapsed = time.perf_counter() - began
     return OverloadResult(
-        unloaded=tally(unloaded), at_capacity=tally(full), overload=_with_reject_p50(tally(loaded), loaded),
-        capacity_rps=capacity_rps, offered_rps=offered, accepted_rps=sum(_accepted(r) for r in loaded) / elapsed,
+        unloaded=tally(unloaded),
+        at_capacity=tally(full),
+        overload=_with_reject_p50(tally(loaded), loaded),
+        capacity_rps=capacity_rps,
+        offered_rps=offered,
+        accepted_rps=sum(_accepted(r) for r in loaded) / elapsed,
         records={"unloaded": unloaded, "at_capacity": full, "overload": loaded},
     )
 
 
-async def open_loop(channel: grpc.aio.Channel, make: MakeRequest, rate_per_s: float, duration_s: float,
-                    deadline_s: float, metadata: tuple[tuple[str, str], ...] = ()) -> list[Record]:
+async def open_loop(
+    channel: grpc.aio.Channel,
+    make: MakeRequest,
+    rate_per_s: float,
+    duration_s: float,
+    deadline_s: float,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> list[Record]:
     """One request every 1 / `rate_per_s` seconds for `duration_s`, each on its own,
     whatever happened to the ones before."""
     count = max(1, round(rate_per_s * duration_s))

@@ -84,16 +84,20 @@ async def gone_after(pids: tuple[int, ...], since: float, timeout_s: float) -> f
     return None
 
 
-async def replaced_after(app: str, model: str, victims: set[int], replicas: int, since: float,
-                         timeout_s: float) -> float | None:
+async def replaced_after(
+    app: str, model: str, victims: set[int], replicas: int, since: float, timeout_s: float
+) -> float | None:
     """Seconds from `since` until `model` had `replicas` RUNNING replicas with live
     engines again, none of them a victim (replica pids)."""
     while time.monotonic() < since + timeout_s:
         status = await asyncio.to_thread(serve.status)
         deployment = status.applications[app].deployments[llm_deployment_name(model)]
         live = engine_processes(app, model)
-        if (running_replicas(deployment) >= replicas and len(live) >= replicas
-                and not victims & {e.replica_pid for e in live}):
+        if (
+            running_replicas(deployment) >= replicas
+            and len(live) >= replicas
+            and not victims & {e.replica_pid for e in live}
+        ):
             return time.monotonic() - since
         await asyncio.sleep(POLL_S * 5)
     return None

@@ -26,7 +26,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shardline.faults.processes import (
-    POLL_S, EngineProcess, alive, engine_processes, gone_after, release, replaced_after,
+    POLL_S,
+    EngineProcess,
+    alive,
+    engine_processes,
+    gone_after,
+    release,
+    replaced_after,
 )
 from shardline.faults.workload import greedy_batch, reference_tokens
 from shardline.outcomes import Plan, Record, Verdict, drive, percentile, tally
@@ -44,9 +50,18 @@ async def stuck_replica(target: str, app: str, model: str, **options) -> dict:
     return await _engine_fault(target, app, model, signal.SIGSTOP, **options)
 
 
-async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, *, requests: int = 64,
-                        concurrency: int = 16, max_tokens: int = 48, replace_timeout_s: float = 180.0,
-                        reference: dict[str, list[int]] | None = None) -> dict:
+async def _engine_fault(
+    target: str,
+    app: str,
+    model: str,
+    sig: signal.Signals,
+    *,
+    requests: int = 64,
+    concurrency: int = 16,
+    max_tokens: int = 48,
+    replace_timeout_s: float = 180.0,
+    reference: dict[str, list[int]] | None = None,
+) -> dict:
     """Signals the first replica's engine once a quarter of the batch's tokens arrived
     and more than half the streams in flight are midway (so the victim's are too, not
     still queued on a slow replica: the drill must cut streams, not only calls).
@@ -67,8 +82,9 @@ async def _engine_fault(target: str, app: str, model: str, sig: signal.Signals, 
     fault = _Fault(victim, sig, requests * max_tokens // 4, concurrency // 2 + 1, max_tokens)
     try:
         async with grpc.aio.insecure_channel(target) as channel:
-            records = await drive(channel, Plan(batch, concurrency=concurrency, reference=reference),
-                                  on_token=fault.hook)
+            records = await drive(
+                channel, Plan(batch, concurrency=concurrency, reference=reference), on_token=fault.hook
+            )
         left_s = await fault.left if fault.left else None
     finally:
         if sig == signal.SIGSTOP:
@@ -97,8 +113,7 @@ class _Fault:
     and at least `midway` streams have some but not all of their `max_tokens`, and
     keeps, for each stream, its longest wait between two chunks after that."""
 
-    def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int, midway: int,
-                 max_tokens: int):
+    def __init__(self, victim: EngineProcess, sig: signal.Signals, after_tokens: int, midway: int, max_tokens: int):
         self.victim, self.sig, self.after_tokens = victim, sig, after_tokens
         self.midway, self.max_tokens = midway, max_tokens
         self.at: float | None = None
@@ -129,8 +144,16 @@ class _Fault:
         return sorted(gap for rid, gap in self._gap.items() if rid in resumed)
 
 
-async def all_engines_dead(target: str, app: str, model: str, *, streams: int = 16, probes: int = 8,
-                           stream_deadline_s: float = 30.0, timeout_s: float = 240.0) -> dict:
+async def all_engines_dead(
+    target: str,
+    app: str,
+    model: str,
+    *,
+    streams: int = 16,
+    probes: int = 8,
+    stream_deadline_s: float = 30.0,
+    timeout_s: float = 240.0,
+) -> dict:
     """SIGKILL every replica's engine of `model` while `streams` long streams run.
 
     Figures (seconds from the kill): `not_serving_s` until the router's grpc.health
@@ -147,23 +170,39 @@ async def all_engines_dead(target: str, app: str, model: str, *, streams: int = 
         health = health_pb2_grpc.HealthStub(channel)
         flowing = _TokensArrived(streams * 4)
         started = time.perf_counter()
-        load = asyncio.create_task(drive(channel, Plan(greedy_batch(model, streams, 400), concurrency=streams,
-                                                       deadline_s=stream_deadline_s), on_token=flowing.hook))
+        load = asyncio.create_task(
+            drive(
+                channel,
+                Plan(greedy_batch(model, streams, 400), concurrency=streams, deadline_s=stream_deadline_s),
+                on_token=flowing.hook,
+            )
+        )
         await asyncio.wait_for(flowing.event.wait(), timeout=60)
         for v in victims:
             os.kill(v.engine_pid, signal.SIGKILL)
         killed, began = time.perf_counter(), time.monotonic()
-        not_serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.NOT_SERVING,
-                                              began, timeout_s)
+        not_serving_s = await _health_becomes(
+            health, service, health_pb2.HealthCheckResponse.NOT_SERVING, began, timeout_s
+        )
         outage = await drive(channel, Plan(greedy_batch(model, probes, 8), concurrency=4, deadline_s=10.0))
         in_flight = await load
         serving_s = await _health_becomes(health, service, health_pb2.HealthCheckResponse.SERVING, began, timeout_s)
     replaced_s = await replaced_after(app, model, {v.replica_pid for v in victims}, len(victims), began, timeout_s)
-    ended = sorted(started + r.start_s + r.e2e_s - killed for r in in_flight
-                   if r.verdict not in (Verdict.OK, Verdict.OK_AFTER_RETRY))
-    return {"replicas": len(victims), "not_serving_s": not_serving_s, "serving_s": serving_s,
-            "replaced_s": replaced_s, "in_flight": tally(in_flight), "typed_p50_s": percentile(ended, 50),
-            "typed_max_s": ended[-1] if ended else None, "outage": tally(outage)}
+    ended = sorted(
+        started + r.start_s + r.e2e_s - killed
+        for r in in_flight
+        if r.verdict not in (Verdict.OK, Verdict.OK_AFTER_RETRY)
+    )
+    return {
+        "replicas": len(victims),
+        "not_serving_s": not_serving_s,
+        "serving_s": serving_s,
+        "replaced_s": replaced_s,
+        "in_flight": tally(in_flight),
+        "typed_p50_s": percentile(ended, 50),
+        "typed_max_s": ended[-1] if ended else None,
+        "outage": tally(outage),
+    }
 
 
 class _TokensArrived:
@@ -185,6 +224,3 @@ async def _health_becomes(health, service: str, status: int, began: float, timeo
             return time.monotonic() - began
         await asyncio.sleep(POLL_S)
     return None
-
-
-

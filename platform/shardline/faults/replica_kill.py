@@ -18,8 +18,16 @@ from shardline.faults.workload import greedy_batch
 from shardline.outcomes import Plan, Record, drive, tally
 
 
-async def replica_kill(target: str, app: str, model: str, *, requests: int = 200, concurrency: int = 16,
-                       max_tokens: int = 64, replace_timeout_s: float = 180.0) -> dict:
+async def replica_kill(
+    target: str,
+    app: str,
+    model: str,
+    *,
+    requests: int = 200,
+    concurrency: int = 16,
+    max_tokens: int = 64,
+    replace_timeout_s: float = 180.0,
+) -> dict:
     """Runs both passes against `target` (the router of `app`); returns their tallies,
     the p99 TTFT ratio (fault / baseline), seconds until the victim's engine processes
     were gone, and seconds until the replica was replaced."""
@@ -40,13 +48,15 @@ async def replica_kill(target: str, app: str, model: str, *, requests: int = 200
                 kill(victim.replica_pid)
                 killed_at.append(time.monotonic())
 
-        faulted = await drive(channel, Plan(batch, concurrency=concurrency, reference=reference),
-                              on_token=kill_a_quarter_in)
+        faulted = await drive(
+            channel, Plan(batch, concurrency=concurrency, reference=reference), on_token=kill_a_quarter_in
+        )
     gone_s = replaced_s = None
     if killed_at:
         gone_s = await gone_after(victim.pids, killed_at[0], replace_timeout_s)
-        replaced_s = await replaced_after(app, model, {victim.replica_pid}, len(replicas), killed_at[0],
-                                          replace_timeout_s)
+        replaced_s = await replaced_after(
+            app, model, {victim.replica_pid}, len(replicas), killed_at[0], replace_timeout_s
+        )
     base, fault = tally(baseline), tally(faulted)
     return {
         "baseline": base,

@@ -26,8 +26,15 @@ CONNECT_FAILED = "failed to connect to all addresses"
 PROMPTS = [f"k{i} = v{(i * 7) % 13} ; k{(i * 5) % 11} = ?" for i in range(8)]
 
 
-async def rolling_update(target: str, model: str, update: Callable[[], object], *, concurrency: int = 4,
-                         max_tokens: int = 48, settle_s: float = 2.0) -> dict:
+async def rolling_update(
+    target: str,
+    model: str,
+    update: Callable[[], object],
+    *,
+    concurrency: int = 4,
+    max_tokens: int = 48,
+    settle_s: float = 2.0,
+) -> dict:
     """Run `update()` (blocking, e.g. `lifecycle.deploy(v2, ...)`) in a thread while
     `concurrency` clients per group stream; stop `settle_s` after it returns (or
     raises). Returns each group's tally, the update's duration and its error, if any."""
@@ -35,8 +42,10 @@ async def rolling_update(target: str, model: str, update: Callable[[], object], 
     done = asyncio.Event()
     began = time.monotonic()
     groups = {"client_retry": RetryPolicy(), "no_client_retry": None}
-    loads = {name: asyncio.create_task(_load(target, model, policy, concurrency, max_tokens, reference, done, name))
-             for name, policy in groups.items()}
+    loads = {
+        name: asyncio.create_task(_load(target, model, policy, concurrency, max_tokens, reference, done, name))
+        for name, policy in groups.items()
+    }
     error = ""
     try:
         await asyncio.to_thread(update)
@@ -53,10 +62,12 @@ async def rolling_update(target: str, model: str, update: Callable[[], object], 
         # had queued on it is reset, and a channel without retries fails its calls fast
         # until it reconnects (to the new router). Nothing reached a router: not the
         # "no ready replica" refusal, which the router must never give here.
-        result[name]["connection_failures"] = sum(r.code == "UNAVAILABLE" and CONNECT_FAILED in r.message
-                                                  for r in records)
-        result[name]["failed"] = [f"{r.request_id} {r.code} at {r.start_s:.1f} s: {r.message[:120]}"
-                                  for r in records if r.code != "OK"][:10]
+        result[name]["connection_failures"] = sum(
+            r.code == "UNAVAILABLE" and CONNECT_FAILED in r.message for r in records
+        )
+        result[name]["failed"] = [
+            f"{r.request_id} {r.code} at {r.start_s:.1f} s: {r.message[:120]}" for r in records if r.code != "OK"
+        ][:10]
     return result
 
 
@@ -72,12 +83,22 @@ async def _reference(target: str, model: str, max_tokens: int) -> list[list[int]
 
 
 def _requests(model: str, max_tokens: int, prefix: str):
-    return [make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True,
-                         request_id=f"{prefix}{i}") for i, p in enumerate(PROMPTS)]
+    return [
+        make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"{prefix}{i}")
+        for i, p in enumerate(PROMPTS)
+    ]
 
 
-async def _load(target: str, model: str, retry: RetryPolicy | None, concurrency: int, max_tokens: int,
-                reference: list[list[int]], done: asyncio.Event, name: str) -> list[Record]:
+async def _load(
+    target: str,
+    model: str,
+    retry: RetryPolicy | None,
+    concurrency: int,
+    max_tokens: int,
+    reference: list[list[int]],
+    done: asyncio.Event,
+    name: str,
+) -> list[Record]:
     """Closed-loop clients on one channel; `start_s`: seconds after the load began."""
     records: list[Record] = []
     began = time.monotonic()
@@ -88,8 +109,9 @@ async def _load(target: str, model: str, retry: RetryPolicy | None, concurrency:
             while not done.is_set():
                 i = (c + n * concurrency) % len(PROMPTS)
                 rid = f"{name}-{c}-{n}"
-                request = make_request(model, PROMPTS[i], max_tokens=max_tokens, temperature=0.0, ignore_eos=True,
-                                       request_id=rid)
+                request = make_request(
+                    model, PROMPTS[i], max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=rid
+                )
                 (record,) = await drive(channel, Plan([request], lost_after_s=120.0, reference={rid: reference[i]}))
                 record.start_s = time.monotonic() - began
                 records.append(record)

@@ -16,12 +16,13 @@ def prompts(n: int) -> list[str]:
 
 
 def greedy_batch(model: str, n: int, max_tokens: int) -> list[pb.GenerateRequest]:
-    return [make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"r{i}")
-            for i, p in enumerate(prompts(n))]
+    return [
+        make_request(model, p, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"r{i}")
+        for i, p in enumerate(prompts(n))
+    ]
 
 
-async def reference_tokens(target: str, batch: list[pb.GenerateRequest], concurrency: int = 16
-                           ) -> dict[str, list[int]]:
+async def reference_tokens(target: str, batch: list[pb.GenerateRequest], concurrency: int = 16) -> dict[str, list[int]]:
     """A fault-free pass: each request's tokens, the reference a faulty pass must match."""
     async with grpc.aio.insecure_channel(target) as channel:
         records = await drive(channel, Plan(batch, concurrency=concurrency))

@@ -8,6 +8,7 @@ judges the answer. Reports accuracy per model and context length, and tokens/s.
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -41,15 +42,16 @@ class Cell:
         return {**asdict(self), "accuracy": round(self.accuracy, 3), "tokens_per_s": round(self.tokens_per_s, 1)}
 
 
-def evaluate(target: str, models: list[str], lengths: list[int], items: int, seed: int = 0,
-             concurrency: int = 8) -> list[Cell]:
+def evaluate(
+    target: str, models: list[str], lengths: list[int], items: int, seed: int = 0, concurrency: int = 8
+) -> list[Cell]:
     cells = []
     with Client(target) as client, ThreadPoolExecutor(concurrency) as pool:
         for model in models:
             for length in lengths:
                 batch = tasks.items_for_length(seed + length, items, length)
                 start = time.perf_counter()
-                replies = list(pool.map(lambda item: ask(client, model, item), batch))
+                replies = list(pool.map(functools.partial(ask, client, model), batch))
                 seconds = time.perf_counter() - start
                 correct = sum(tasks.score(item, reply.text) for item, reply in zip(batch, replies))
                 tokens = sum(reply.usage.completion_tokens for reply in replies)

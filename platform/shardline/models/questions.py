@@ -21,16 +21,40 @@ import re
 from dataclasses import dataclass
 
 CAPITALS = {
-    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Germany": "Berlin", "Spain": "Madrid",
-    "Egypt": "Cairo", "Russia": "Moscow", "China": "Beijing", "Greece": "Athens", "Portugal": "Lisbon",
-    "Austria": "Vienna", "Ireland": "Dublin", "Norway": "Oslo", "Sweden": "Stockholm", "Finland": "Helsinki",
-    "Poland": "Warsaw", "Hungary": "Budapest", "Kenya": "Nairobi", "Peru": "Lima", "Argentina": "Buenos Aires",
-    "Thailand": "Bangkok", "Cuba": "Havana", "Denmark": "Copenhagen", "Belgium": "Brussels",
-    "Mexico": "Mexico City", "Canada": "Ottawa", "Australia": "Canberra", "India": "New Delhi",
-    "Turkey": "Ankara", "Chile": "Santiago", "Iran": "Tehran", "Vietnam": "Hanoi",
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Italy": "Rome",
+    "Germany": "Berlin",
+    "Spain": "Madrid",
+    "Egypt": "Cairo",
+    "Russia": "Moscow",
+    "China": "Beijing",
+    "Greece": "Athens",
+    "Portugal": "Lisbon",
+    "Austria": "Vienna",
+    "Ireland": "Dublin",
+    "Norway": "Oslo",
+    "Sweden": "Stockholm",
+    "Finland": "Helsinki",
+    "Poland": "Warsaw",
+    "Hungary": "Budapest",
+    "Kenya": "Nairobi",
+    "Peru": "Lima",
+    "Argentina": "Buenos Aires",
+    "Thailand": "Bangkok",
+    "Cuba": "Havana",
+    "Denmark": "Copenhagen",
+    "Belgium": "Brussels",
+    "Mexico": "Mexico City",
+    "Canada": "Ottawa",
+    "Australia": "Canberra",
+    "India": "New Delhi",
+    "Turkey": "Ankara",
+    "Chile": "Santiago",
+    "Iran": "Tehran",
+    "Vietnam": "Hanoi",
 }
-SHOTS = ("Question: What is the capital of England?\nAnswer: London\n\n"
-         "Question: What is 3 plus 4?\nAnswer: 7\n\n")
+SHOTS = "Question: What is the capital of England?\nAnswer: London\n\nQuestion: What is 3 plus 4?\nAnswer: 7\n\n"
 """Two worked examples before every short question: the answer's form, not its content."""
 NAMES = ("Alice", "Bruno", "Chen", "Dara", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas")
 THINGS = ("the red box", "the blue jar", "the green bag", "the old chest", "the tin can", "the paper bag")
@@ -64,7 +88,7 @@ def needle_in_prose(seed: int, n: int, words: int, depths: tuple[float, ...] = (
         sentences = _prose(rng, words)
         depth = depths[i % len(depths)]
         sentences.insert(round(depth * len(sentences)), fact)
-        prompt = (" ".join(sentences) + f"\n\nQuestion: What is the secret code of the {noun}?\nAnswer:")
+        prompt = " ".join(sentences) + f"\n\nQuestion: What is the secret code of the {noun}?\nAnswer:"
         out.append(Item(prompt, code, "needle", depth))
     return out
 
@@ -92,7 +116,7 @@ def _arithmetic(rng: random.Random) -> Item:
 def _extraction(rng: random.Random) -> Item:
     name, thing, count = rng.choice(NAMES), rng.choice(THINGS), rng.randint(3, 19)
     other = rng.choice([t for t in THINGS if t != thing])
-    text = (f"{name} put {count} marbles in {thing} and {count + rng.randint(2, 9)} marbles in {other}.")
+    text = f"{name} put {count} marbles in {thing} and {count + rng.randint(2, 9)} marbles in {other}."
     return Item(f"{SHOTS}Question: {text} How many marbles are in {thing}?\nAnswer:", str(count), "extraction")
 
 

@@ -43,8 +43,12 @@ def score(tokens: Sequence[TokenLogprob], raw_logits: bool = False) -> Uncertain
         "min_margin": min((t.top[0] - t.top[1] for t in steps if len(t.top) >= 2), default=0.0),
         "min_window_prob": _min_window_mean(probs, WINDOW),
     }
-    unsure = [1 - math.exp(-raw["mean_nll"]), 1 - raw["low_quantile_prob"],
-              math.exp(-raw["min_margin"]), 1 - raw["min_window_prob"]]
+    unsure = [
+        1 - math.exp(-raw["mean_nll"]),
+        1 - raw["low_quantile_prob"],
+        math.exp(-raw["min_margin"]),
+        1 - raw["min_window_prob"],
+    ]
     if spill is not None:
         raw["max_spill"] = spill
         unsure.append(1 - math.exp(-max(spill, 0.0)))

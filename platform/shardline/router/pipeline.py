@@ -61,8 +61,9 @@ class _Billing:
 
 
 class Pipeline:
-    def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder | None = None,
-                 metering: Metering | None = None):
+    def __init__(
+        self, spec: DeploymentSpec, backend: Backend, embed: Embedder | None = None, metering: Metering | None = None
+    ):
         self._spec = spec
         self._backend = backend
         self._embed = embed
@@ -84,8 +85,9 @@ class Pipeline:
         self._ready = value
         self._replicas.readiness(value)
 
-    async def run(self, request: pb.GenerateRequest, timeout_s: float, report: RequestReport,
-                  rpc: RouterRPC | None = None) -> AsyncIterator[GenerationDelta]:
+    async def run(
+        self, request: pb.GenerateRequest, timeout_s: float, report: RequestReport, rpc: RouterRPC | None = None
+    ) -> AsyncIterator[GenerationDelta]:
         """Every stage runs in its own span under the current one (the front door's
         server span); `rpc`, when given, gets the admitted request and every delta."""
         self._enter()
@@ -127,22 +129,27 @@ class Pipeline:
             raise Unavailable(f"model {missing[0]!r} has no ready replica yet; retry later")
         return generation
 
-    async def compression(self, request: pb.GenerateRequest, generation: GenerationRequest,
-                          report: RequestReport) -> Compressed:
+    async def compression(
+        self, request: pb.GenerateRequest, generation: GenerationRequest, report: RequestReport
+    ) -> Compressed:
         options = compression_options(request, self._spec)
         first = self._metering.tiers(request.model)[0].name
         count = scorers.counter_for(self._spec.model(first))
         found = Scorers(count=count, embed=self._embed)
         if options.policy == SELF_INFORMATION and not skip_reason(count(generation.prompt), options):
             scorer = scorers.cheapest_tier(self._spec, first)
-            found = replace(found, token_nll=await scorers.prompt_nll(self._backend, scorer, generation, generation.prompt))
+            found = replace(
+                found, token_nll=await scorers.prompt_nll(self._backend, scorer, generation, generation.prompt)
+            )
             report.scoring_cost = self._metering.tier(scorer).cost(len(found.token_nll) + SPECIAL_TOKENS, 1)
         if options.policy == NONE:  # only a token count: not worth a thread hop
             return compress(generation.prompt, options, found)
         # MiniLM and the tokenizer are CPU work: keep the event loop serving others.
         return await asyncio.to_thread(compress, generation.prompt, options, found)
 
-    def decoding_plan(self, request: pb.GenerateRequest, generation: GenerationRequest, report: RequestReport) -> _Billing:
+    def decoding_plan(
+        self, request: pb.GenerateRequest, generation: GenerationRequest, report: RequestReport
+    ) -> _Billing:
         report.tenant = tenant(request)
         ledger = self._metering.ledger(report.tenant)
         report.tenant = ledger.tenant if ledger else ""
@@ -150,20 +157,29 @@ class Pipeline:
         now = self._metering.now()
         report.charged = report.scoring_cost
         report.plan = make_plan(
-            self._metering.tiers(request.model), report.compressed.sent_tokens + SPECIAL_TOKENS,
-            generation.max_tokens, ledger.remaining(now) - report.scoring_cost if ledger else None,
-            cascade.escalate_above if cascade else 1.0, ledger.pace(now) if ledger else 1.0, report.tenant,
+            self._metering.tiers(request.model),
+            report.compressed.sent_tokens + SPECIAL_TOKENS,
+            generation.max_tokens,
+            ledger.remaining(now) - report.scoring_cost if ledger else None,
+            cascade.escalate_above if cascade else 1.0,
+            ledger.pace(now) if ledger else 1.0,
+            report.tenant,
             generation.timeout_s,
         )
         reservation = ledger.reserve(report.plan.reserve + report.scoring_cost, now) if ledger else None
         return _Billing(ledger, reservation)
 
-    async def _attempts(self, generation: GenerationRequest, scored: bool, deadline: float, report: RequestReport,
-                        billing: _Billing) -> AsyncIterator[GenerationDelta]:
+    async def _attempts(
+        self, generation: GenerationRequest, scored: bool, deadline: float, report: RequestReport, billing: _Billing
+    ) -> AsyncIterator[GenerationDelta]:
         plan = report.plan
         scored = scored or plan.cascade
-        base = replace(generation, prompt=report.compressed.text, max_tokens=plan.max_tokens,
-                       logprobs=TOP_LOGPROBS if scored else 0)
+        base = replace(
+            generation,
+            prompt=report.compressed.text,
+            max_tokens=plan.max_tokens,
+            logprobs=TOP_LOGPROBS if scored else 0,
+        )
         for index, tier in enumerate(plan.tiers):
             last = index == len(plan.tiers) - 1
             request = replace(base, timeout_s=time_left(deadline, generation.request_id))
@@ -184,8 +200,9 @@ class Pipeline:
             if report.answered_by:
                 return
 
-    async def attempt(self, tier: Tier, request: GenerationRequest, last: bool,
-                      report: RequestReport) -> AsyncIterator[GenerationDelta]:
+    async def attempt(
+        self, tier: Tier, request: GenerationRequest, last: bool, report: RequestReport
+    ) -> AsyncIterator[GenerationDelta]:
         """One tier's answer: streamed when it is the last tier, else buffered into one
         delta (whose logprobs the escalation decision reads). The final delta carries
         every logprob of the answer either way."""
@@ -215,14 +232,18 @@ class Pipeline:
 
     def _enter(self) -> None:
         if self.draining:
-            raise Unavailable("this router replica is draining (shutting down or being replaced); "
-                              "retry: nothing was generated")
+            raise Unavailable(
+                "this router replica is draining (shutting down or being replaced); retry: nothing was generated"
+            )
         limit = self._spec.router.limits.max_concurrent_requests
         if self.in_flight >= limit:
             metrics.OVERLOAD_REJECTIONS.labels("").inc()  # before admission: the model name is unchecked
             after = self.capacity.retry_after_s()
-            raise ResourceExhausted(f"router has {self.in_flight} requests in flight; max_concurrent_requests is "
-                                    f"{limit}; retry after {after:.1f} s", retry_after_s=after)
+            raise ResourceExhausted(
+                f"router has {self.in_flight} requests in flight; max_concurrent_requests is "
+                f"{limit}; retry after {after:.1f} s",
+                retry_after_s=after,
+            )
         self.in_flight += 1
 
     def _settle(self, billing: _Billing, report: RequestReport) -> None:

@@ -41,8 +41,9 @@ class ReplicaCaller:
             else:
                 event.set()
 
-    async def stream(self, model: str, request: GenerationRequest,
-                     report: RequestReport) -> AsyncIterator[GenerationDelta]:
+    async def stream(
+        self, model: str, request: GenerationRequest, report: RequestReport
+    ) -> AsyncIterator[GenerationDelta]:
         """One replica's stream of `model`; when that replica dies, the rest of it from
         another (see the module docstring)."""
         retry = self._spec.router.retry
@@ -53,8 +54,9 @@ class ReplicaCaller:
             already = len(sent)
             call = request if not sent else _resumed(request, sent, deadline)
             try:
-                with stage_span(attr.REPLICA_CALL_SPAN, {attr.TIER: model, attr.REPLICA_ATTEMPT: attempt},
-                                kind=SpanKind.CLIENT) as span:
+                with stage_span(
+                    attr.REPLICA_CALL_SPAN, {attr.TIER: model, attr.REPLICA_ATTEMPT: attempt}, kind=SpanKind.CLIENT
+                ) as span:
                     # The replica's span continues this one across Ray.
                     traced = replace(call, trace_context=carrier(span)) if span.is_recording() else call
                     guarded = self._guarded(model, traced, attempt, deadline, stall_s, report.timeout_s)
@@ -79,13 +81,24 @@ class ReplicaCaller:
             metrics.RETRIES.labels(model, "resume" if sent else "retry").inc()
             await asyncio.sleep(pause)
         if sent:
-            raise Aborted(f"request {request.request_id}: the replica of {model!r} failed after {len(sent)} tokens "
-                          f"were sent and {attempt + 1} replica call(s) ({lost.message})")
-        raise ReplicaLost(f"request {request.request_id}: {attempt + 1} replica call(s) to {model!r} failed; "
-                          f"retry later ({lost.message})")
+            raise Aborted(
+                f"request {request.request_id}: the replica of {model!r} failed after {len(sent)} tokens "
+                f"were sent and {attempt + 1} replica call(s) ({lost.message})"
+            )
+        raise ReplicaLost(
+            f"request {request.request_id}: {attempt + 1} replica call(s) to {model!r} failed; "
+            f"retry later ({lost.message})"
+        )
 
-    async def _guarded(self, model: str, request: GenerationRequest, attempt: int, deadline: float,
-                       stall_s: float | None, timeout_s: float) -> AsyncIterator[GenerationDelta]:
+    async def _guarded(
+        self,
+        model: str,
+        request: GenerationRequest,
+        attempt: int,
+        deadline: float,
+        stall_s: float | None,
+        timeout_s: float,
+    ) -> AsyncIterator[GenerationDelta]:
         """The backend's stream, ended at the request's deadline, as a lost replica when
         it goes quiet (`stall_s`) and, for a retry, when the model has no ready replica
         left to wait for."""
@@ -100,8 +113,9 @@ class _NoReadyReplica(ReplicaLost):
     """The model has no ready replica left: retrying now would only queue the call."""
 
 
-async def _first_unless(stream: AsyncIterator[GenerationDelta], none_ready: asyncio.Event,
-                        model: str) -> AsyncIterator[GenerationDelta]:
+async def _first_unless(
+    stream: AsyncIterator[GenerationDelta], none_ready: asyncio.Event, model: str
+) -> AsyncIterator[GenerationDelta]:
     """`stream`; but while it waits for its first delta, the model losing its last
     ready replica ends it. Serve would hold such a call until a replica is replaced
     (tens of seconds, a new engine); the caller gets a typed error now instead."""
@@ -126,16 +140,21 @@ async def _first_unless(stream: AsyncIterator[GenerationDelta], none_ready: asyn
 
 
 def _resumed(request: GenerationRequest, sent: list[int], deadline: float) -> GenerationRequest:
-    return replace(request, continuation=request.continuation + tuple(sent), max_tokens=request.max_tokens - len(sent),
-                   timeout_s=time_left(deadline, request.request_id))
+    return replace(
+        request,
+        continuation=request.continuation + tuple(sent),
+        max_tokens=request.max_tokens - len(sent),
+        timeout_s=time_left(deadline, request.request_id),
+    )
 
 
 def _continued(delta: GenerationDelta, already: int) -> GenerationDelta:
     """A resumed replica counts the tokens sent before as prompt: count them as completion."""
     if not already:
         return delta
-    return replace(delta, prompt_tokens=max(delta.prompt_tokens - already, 0),
-                   completion_tokens=delta.completion_tokens + already)
+    return replace(
+        delta, prompt_tokens=max(delta.prompt_tokens - already, 0), completion_tokens=delta.completion_tokens + already
+    )
 
 
 def _finished(sent: list[int], report: RequestReport, request: GenerationRequest) -> GenerationDelta:
@@ -145,8 +164,14 @@ def _finished(sent: list[int], report: RequestReport, request: GenerationRequest
     return GenerationDelta("", [], finish_reason="length", prompt_tokens=prompt, completion_tokens=len(sent))
 
 
-async def _timed(stream: AsyncIterator[GenerationDelta], deadline: float, stall_s: float | None, model: str,
-                 request_id: str, timeout_s: float) -> AsyncIterator[GenerationDelta]:
+async def _timed(
+    stream: AsyncIterator[GenerationDelta],
+    deadline: float,
+    stall_s: float | None,
+    model: str,
+    request_id: str,
+    timeout_s: float,
+) -> AsyncIterator[GenerationDelta]:
     """`stream`'s deltas, each awaited until the request's `deadline` (loop time) and,
     with `stall_s`, for at most that long. Past the deadline: DeadlineExceeded (the
     replica enforces it too, but this holds when it hangs or its answer is lost, so a
@@ -165,8 +190,9 @@ async def _timed(stream: AsyncIterator[GenerationDelta], deadline: float, stall_
             if not timer.expired():  # raised by the stream itself, not our timer
                 raise
             if stalls:
-                raise ReplicaLost(f"a replica of {model!r} sent no token for {stall_s:g} s "
-                                  "(health.stall_timeout_s)") from None
+                raise ReplicaLost(
+                    f"a replica of {model!r} sent no token for {stall_s:g} s (health.stall_timeout_s)"
+                ) from None
             raise DeadlineExceeded(f"request {request_id} passed its deadline of {timeout_s:.3g} s") from None
         yield delta
 

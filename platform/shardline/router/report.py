@@ -39,14 +39,20 @@ def policy_report(decided: RequestReport) -> pb.PolicyReport:
     report = pb.PolicyReport()
     if decided.compressed is not None:
         c = decided.compressed
-        report.compression.CopyFrom(pb.CompressionReport(
-            policy=c.policy, original_prompt_tokens=c.original_tokens, sent_prompt_tokens=c.sent_tokens,
-            skipped=c.skipped))
+        report.compression.CopyFrom(
+            pb.CompressionReport(
+                policy=c.policy,
+                original_prompt_tokens=c.original_tokens,
+                sent_prompt_tokens=c.sent_tokens,
+                skipped=c.skipped,
+            )
+        )
     if decided.plan is not None:
         report.decoding.CopyFrom(_decoding(decided))
     if decided.uncertainty is not None:
-        report.uncertainty.CopyFrom(pb.Uncertainty(score=decided.uncertainty.score,
-                                                   components=decided.uncertainty.components))
+        report.uncertainty.CopyFrom(
+            pb.Uncertainty(score=decided.uncertainty.score, components=decided.uncertainty.components)
+        )
     if decided.retries:
         report.recovery.CopyFrom(pb.RecoveryReport(retries=decided.retries, resumed_tokens=decided.resumed_tokens))
     return report
@@ -55,7 +61,12 @@ def policy_report(decided: RequestReport) -> pb.PolicyReport:
 def _decoding(decided: RequestReport) -> pb.DecodingReport:
     plan = decided.plan
     return pb.DecodingReport(
-        tiers=[t.name for t in plan.tiers], max_tokens=plan.max_tokens, escalate_above=plan.escalate_above,
-        answered_by=decided.answered_by, escalated=decided.escalated, tenant=decided.tenant,
-        cost_charged=decided.charged, budget_left=decided.budget_left or 0.0,
+        tiers=[t.name for t in plan.tiers],
+        max_tokens=plan.max_tokens,
+        escalate_above=plan.escalate_above,
+        answered_by=decided.answered_by,
+        escalated=decided.escalated,
+        tenant=decided.tenant,
+        cost_charged=decided.charged,
+        budget_left=decided.budget_left or 0.0,
     )

@@ -18,6 +18,7 @@ from shardline.policies.compression.units import TokenCounter, whitespace_tokens
 from shardline.router.backend import Backend
 from shardline.spec.deployment import DeploymentSpec, ModelSpec
 
+
 @functools.cache
 def token_counter(tokenizer_path: str) -> TokenCounter:
     if not os.path.isfile(tokenizer_path):
@@ -42,8 +43,17 @@ def cheapest_tier(spec: DeploymentSpec, fallback: str) -> str:
 
 async def prompt_nll(backend: Backend, model: str, request: GenerationRequest, prompt: str):
     """Per-token (start, end, NLL) of `prompt` under `model`: a 1-token generation."""
-    probe = replace(request, request_id=f"{request.request_id}-score", prompt=prompt, max_tokens=1,
-                    temperature=0.0, logprobs=0, prompt_logprobs=True, stop=(), ignore_eos=True)
+    probe = replace(
+        request,
+        request_id=f"{request.request_id}-score",
+        prompt=prompt,
+        max_tokens=1,
+        temperature=0.0,
+        logprobs=0,
+        prompt_logprobs=True,
+        stop=(),
+        ignore_eos=True,
+    )
     scores = []
     stream = backend.stream(model, probe)
     try:

@@ -127,8 +127,13 @@ class RouterServer:
         await asyncio.gather(*closing)
         report = DrainReport(max(in_flight, cut), cut, loop.time() - began)
         log = logger.warning if cut else logger.info
-        log("router drained in %.2f s: %d call(s) in flight, %d cut at the %.3g s drain timeout",
-            report.seconds, report.in_flight, cut, timeout_s)
+        log(
+            "router drained in %.2f s: %d call(s) in flight, %d cut at the %.3g s drain timeout",
+            report.seconds,
+            report.in_flight,
+            cut,
+            timeout_s,
+        )
         return report
 
     async def _close_doors(self, timeout_s: float) -> list[asyncio.Task]:

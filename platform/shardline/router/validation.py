@@ -161,10 +161,15 @@ def _override(options: Options, asked: pb.CompressionOptions, prompt_chars: int)
     if not math.isfinite(ratio) or not 1.0 <= ratio <= 64.0:
         raise InvalidArgument(f"compression target_ratio must be in [1, 64] (got {ratio})")
     return Options(
-        policy, ratio, options.min_prompt_tokens, options.min_ratio, options.mmr_lambda,
+        policy,
+        ratio,
+        options.min_prompt_tokens,
+        options.min_ratio,
+        options.mmr_lambda,
         system_chars=_within("system_chars", asked.system_chars, prompt_chars),
         question_chars=_within("question_chars", asked.question_chars, prompt_chars)
-        if asked.HasField("question_chars") else None,
+        if asked.HasField("question_chars")
+        else None,
         protected=_spans(asked.protected, prompt_chars),
     )
 

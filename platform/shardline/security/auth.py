@@ -47,7 +47,9 @@ def load_tokens(path: str) -> dict[str, str]:
         if not sep or not tenant:
             raise SpecError(f"{where}: expected `tenant=token`")
         if len(token) < MIN_TOKEN_CHARS:
-            raise SpecError(f"{where}: token for {tenant!r} has {len(token)} characters; the minimum is {MIN_TOKEN_CHARS}")
+            raise SpecError(
+                f"{where}: token for {tenant!r} has {len(token)} characters; the minimum is {MIN_TOKEN_CHARS}"
+            )
         if tenant in tokens:
             raise SpecError(f"{where}: tenant {tenant!r} appears twice")
         tokens[tenant] = token
@@ -76,7 +78,7 @@ class Authenticator:
 def _bearer(metadata) -> str:
     for key, value in metadata or ():
         if key == wire.AUTHORIZATION and isinstance(value, str) and value.startswith(wire.BEARER):
-            return value[len(wire.BEARER):]
+            return value[len(wire.BEARER) :]
     return ""
 
 

@@ -37,9 +37,7 @@ _CHUNK = 1 << 20
 def generate_key(private_path: str | os.PathLike) -> str:
     """Writes a new Ed25519 private key (PEM, mode 0600); returns its public key text."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

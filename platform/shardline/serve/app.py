@@ -40,8 +40,10 @@ ROUTER_WAIT_LOOP_S = 0.05
 
 
 def build_app(spec: DeploymentSpec) -> Application:
-    handles = {m.name: llm_deployment(m, spec.rollout, spec.router.replicas).bind(m, telemetry=spec.telemetry)
-               for m in spec.models}
+    handles = {
+        m.name: llm_deployment(m, spec.rollout, spec.router.replicas).bind(m, telemetry=spec.telemetry)
+        for m in spec.models
+    }
     return router_deployment(spec).bind(spec, handles)
 
 

@@ -48,13 +48,16 @@ class ServeBackend:
                 yield delta
             finished = True
         except BackPressureError as exc:  # Serve's bounded queue (serve/app.py); the router's limit is tighter
-            raise ResourceExhausted(f"model {model!r}: {exc.message}; retry later",
-                                    retry_after_s=exc.retry_after_s) from None
+            raise ResourceExhausted(
+                f"model {model!r}: {exc.message}; retry later", retry_after_s=exc.retry_after_s
+            ) from None
         except RayActorError as exc:  # the replica process died (or is unreachable)
             raise ReplicaLost(f"replica of {model!r} was lost mid-request: {type(exc).__name__}") from exc
         except RayTaskError as exc:  # the replica raised: pass its typed error on as is
             cause = root_cause(exc)
-            raise cause if isinstance(cause, RequestError) else exc
+            if isinstance(cause, RequestError):
+                raise cause from None
+            raise
         finally:
             if not finished:
                 responses.cancel()  # reaches the replica: its engine request is aborted

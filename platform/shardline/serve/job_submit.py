@@ -37,9 +37,7 @@ def up_entrypoint(spec_path: str | Path, working_dir: str | Path, timeout_s: flo
     return shlex.join(["shardline", "up", spec.relative_to(root).as_posix(), "--timeout", f"{timeout_s:g}"])
 
 
-def submit(
-    spec_path: str, address: str, working_dir: str, timeout_s: float, log: Callable[[str], None]
-) -> str:
+def submit(spec_path: str, address: str, working_dir: str, timeout_s: float, log: Callable[[str], None]) -> str:
     """Validate, submit, stream the job's logs until it ends; return the job id."""
     load_spec(spec_path)  # raises SpecError before anything is sent
     entrypoint = up_entrypoint(spec_path, working_dir, timeout_s)

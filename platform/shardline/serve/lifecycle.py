@@ -90,8 +90,10 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
         return _wait_serving(spec, timeout_s, progress)
     except DeployError as exc:
         if existed:
-            raise DeployError(f"{exc}; application {spec.name!r} existed before, so it was not removed "
-                              "(deploy a fixed spec, or `shardline down`)") from None
+            raise DeployError(
+                f"{exc}; application {spec.name!r} existed before, so it was not removed "
+                "(deploy a fixed spec, or `shardline down`)"
+            ) from None
         undeploy(spec.name)
         raise DeployError(f"{exc}; application {spec.name!r} removed, nothing left deployed") from None
     except BaseException:  # interrupted: do not leave a new application half-deployed either
@@ -153,8 +155,11 @@ def application_status(app: str):
     if status is not None:
         return status
     running = shardline_applications()
-    found = (f"running: {', '.join(running)} (pass --name NAME, or the spec file)" if running
-             else "no Shardline application is running")
+    found = (
+        f"running: {', '.join(running)} (pass --name NAME, or the spec file)"
+        if running
+        else "no Shardline application is running"
+    )
     raise NoSuchApplication(f"no application named {app!r} on this cluster; {found}")
 
 
@@ -176,8 +181,9 @@ def undeploy(app: str) -> Removal:
         routers = _running_routers(app)
         drained = drain_routers(app, routers)
     except Exception as exc:  # a dead or stuck router must not keep the app alive
-        logger.warning("could not ask the routers of %s to drain first (%s: %s); deleting anyway",
-                       app, type(exc).__name__, exc)
+        logger.warning(
+            "could not ask the routers of %s to drain first (%s: %s); deleting anyway", app, type(exc).__name__, exc
+        )
     serve.delete(app)
     return Removal(time.monotonic() - began, routers, drained)
 

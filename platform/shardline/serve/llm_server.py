@@ -19,6 +19,7 @@ replaces it at its next health check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -54,10 +55,8 @@ def exit_replica(reason: str) -> None:
     # never flushes: write the reason to fd 2 itself (Ray's worker-*.err file).
     os.write(2, f"shardline replica {os.getpid()} leaves: {reason}\n".encode())
     for child in psutil.Process().children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     flush_tracing()
     logging.shutdown()
     os._exit(1)
@@ -65,7 +64,10 @@ def exit_replica(reason: str) -> None:
 
 class LLMServer:
     async def __init__(
-        self, model: ModelSpec, engine_factory: EngineFactory = vllm_engine, telemetry: TelemetrySpec | None = None,
+        self,
+        model: ModelSpec,
+        engine_factory: EngineFactory = vllm_engine,
+        telemetry: TelemetrySpec | None = None,
         leave: ExitReplica = exit_replica,
     ):
         self._model = model
@@ -120,8 +122,10 @@ class LLMServer:
             if self._deltas > before:  # busy, not stuck: other requests got tokens
                 logger.warning("health probe of %s took over %g s on a busy engine", self._model.name, limit)
                 return
-            self._out_of_service(f"the engine stalled: no token for any request in {limit:g} s "
-                                 "(health.probe_timeout_s), the health probe's included")
+            self._out_of_service(
+                f"the engine stalled: no token for any request in {limit:g} s "
+                "(health.probe_timeout_s), the health probe's included"
+            )
             raise EngineFailure(self.failure) from None
 
     def _out_of_service(self, reason: str) -> None:

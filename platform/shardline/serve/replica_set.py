@@ -17,7 +17,6 @@ Replica choice itself is Serve's usual power of two choices: two random candidat
 from __future__ import annotations
 
 import random
-from typing import Optional
 
 from ray.serve.config import RequestRouterConfig
 from ray.serve.request_router import FIFOMixin, LocalityMixin, PendingRequest, RequestRouter, RunningReplica
@@ -30,8 +29,9 @@ from shardline.serve import replica_counts
 class ReplicaSetRouter(FIFOMixin, LocalityMixin, RequestRouter):
     """Power of two choices that also publishes the replica set's size (replica_counts.py)."""
 
-    async def choose_replicas(self, candidate_replicas: list[RunningReplica],
-                              pending_request: Optional[PendingRequest] = None) -> list[list[RunningReplica]]:
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
         ids = list(self.apply_locality_routing(pending_request=pending_request))
         if not ids:
             return []

@@ -33,9 +33,7 @@ def app_builder(args: dict) -> Application:
     """Serve application builder: `args = {"spec": {...}}`, validated, then built."""
     unknown = sorted(set(args) - set(ARGS_KEYS))
     if unknown or "spec" not in args:
-        raise SpecError(
-            f"serve config args must be exactly {{spec: ...}}; got keys {sorted(args)}"
-        )
+        raise SpecError(f"serve config args must be exactly {{spec: ...}}; got keys {sorted(args)}")
     return build_app(validate_spec(args["spec"], source="serve config args.spec"))
 
 

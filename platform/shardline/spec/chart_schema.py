@@ -38,32 +38,56 @@ def string(**extra: Any) -> dict[str, Any]:
 
 def chart_properties() -> dict[str, Any]:
     return {
-        "image": closed({"repository": string(minLength=1), "tag": string(minLength=1),
-                         "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"])}),
+        "image": closed(
+            {
+                "repository": string(minLength=1),
+                "tag": string(minLength=1),
+                "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
+            }
+        ),
         "imagePullSecrets": {"type": "array", "items": free_object()},
         "rayVersion": string(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$"),
         "head": closed({"resources": free_object()}),
-        "router": closed({
-            "memory": QUANTITY,
-            "placementResource": string(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$"),
-            "service": closed({"type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"]),
-                               "annotations": {"type": "object", "additionalProperties": string()}}),
-        }),
+        "router": closed(
+            {
+                "memory": QUANTITY,
+                "placementResource": string(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$"),
+                "service": closed(
+                    {
+                        "type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"]),
+                        "annotations": {"type": "object", "additionalProperties": string()},
+                    }
+                ),
+            }
+        ),
         "engine": closed({"memory": QUANTITY, "shmSize": QUANTITY, "gpuResource": string(minLength=1)}),
         "modelVolume": closed({"claimName": K8S_NAME, "mountPath": string(pattern=r"^/")}),
         "otel": closed({"endpoint": string(pattern=r"^$|^https?://"), "serviceName": string(minLength=1)}),
         "auth": closed({"existingSecret": K8S_NAME, "key": string(pattern=r"^[-._a-zA-Z0-9]+$")}),
-        "metrics": closed({
-            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "serviceMonitor": closed({"enabled": {"type": "boolean"}, "interval": string(pattern=r"^[0-9]+(ms|s|m|h)$"),
-                                      "labels": {"type": "object", "additionalProperties": string()}}),
-        }),
-        "networkPolicy": closed({"enabled": {"type": "boolean"},
-                                 **{k: {"type": "array", "items": free_object()}
-                                    for k in ("routerFrom", "metricsFrom", "operatorFrom")}}),
+        "metrics": closed(
+            {
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "serviceMonitor": closed(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "interval": string(pattern=r"^[0-9]+(ms|s|m|h)$"),
+                        "labels": {"type": "object", "additionalProperties": string()},
+                    }
+                ),
+            }
+        ),
+        "networkPolicy": closed(
+            {
+                "enabled": {"type": "boolean"},
+                **{k: {"type": "array", "items": free_object()} for k in ("routerFrom", "metricsFrom", "operatorFrom")},
+            }
+        ),
         # Non-root is not a default but a rule of the chart.
-        "podSecurityContext": {"type": "object", "required": ["runAsNonRoot"],
-                               "properties": {"runAsNonRoot": {"const": True}}},
+        "podSecurityContext": {
+            "type": "object",
+            "required": ["runAsNonRoot"],
+            "properties": {"runAsNonRoot": {"const": True}},
+        },
         "securityContext": free_object(),
         "nodeSelector": {"type": "object", "additionalProperties": string()},
         "tolerations": {"type": "array", "items": free_object()},
@@ -75,8 +99,12 @@ def chart_values_schema() -> dict[str, Any]:
     defs = spec.pop("$defs")
     spec.pop("$schema")
     schema = closed({"spec": spec, **chart_properties()})
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "Shardline Helm chart values", **schema, "$defs": defs}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Shardline Helm chart values",
+        **schema,
+        "$defs": defs,
+    }
 
 
 def render_chart_schema() -> str:

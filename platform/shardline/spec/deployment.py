@@ -236,8 +236,7 @@ class RouterLimits(StrictModel):
     def _default_within_cap(self) -> RouterLimits:
         if self.default_max_tokens > self.max_tokens:
             raise ValueError(
-                f"default_max_tokens ({self.default_max_tokens}) is greater than "
-                f"max_tokens ({self.max_tokens})"
+                f"default_max_tokens ({self.default_max_tokens}) is greater than max_tokens ({self.max_tokens})"
             )
         return self
 

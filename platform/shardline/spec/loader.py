@@ -43,9 +43,7 @@ def parse_spec(text: str, source: str = "<spec>") -> DeploymentSpec:
     return validate_spec(data, source=source, lines=lines)
 
 
-def validate_spec(
-    data: Any, source: str = "<spec>", lines: dict[Loc, int] | None = None
-) -> DeploymentSpec:
+def validate_spec(data: Any, source: str = "<spec>", lines: dict[Loc, int] | None = None) -> DeploymentSpec:
     """Validate already-parsed data (e.g. a Helm value or a Serve config field)."""
     try:
         return DeploymentSpec.model_validate(data)
@@ -54,8 +52,7 @@ def validate_spec(
         problems = [_describe(err, source, lines or {}) for err in errors]
         noun = "problem" if len(problems) == 1 else "problems"
         raise SpecError(
-            f"{source}: invalid deployment spec ({len(problems)} {noun}):\n  "
-            + "\n  ".join(problems)
+            f"{source}: invalid deployment spec ({len(problems)} {noun}):\n  " + "\n  ".join(problems)
         ) from None
 
 

@@ -20,12 +20,16 @@ REQUEST_DURATION = Histogram(
     "shardline_request_duration_seconds", "End-to-end RPC latency at the router", ["method"], buckets=LATENCY_BUCKETS_S
 )
 TIME_TO_FIRST_TOKEN = Histogram(
-    "shardline_time_to_first_token_seconds", "RPC start to the first token at the router", ["model"],
+    "shardline_time_to_first_token_seconds",
+    "RPC start to the first token at the router",
+    ["model"],
     buckets=LATENCY_BUCKETS_S,
 )
 INTER_TOKEN = Histogram(
-    "shardline_inter_token_seconds", "Time between tokens at the router (a message's gap over its tokens)",
-    ["model"], buckets=INTER_TOKEN_BUCKETS_S,
+    "shardline_inter_token_seconds",
+    "Time between tokens at the router (a message's gap over its tokens)",
+    ["model"],
+    buckets=INTER_TOKEN_BUCKETS_S,
 )
 INPUT_TOKENS = Counter("shardline_input_tokens", "Prompt tokens of finished requests", ["model"])
 OUTPUT_TOKENS = Counter("shardline_output_tokens", "Generated tokens of finished requests", ["model"])
@@ -38,18 +42,26 @@ QUEUE_DEPTH = Gauge(
 
 # Policies (compression, cost-aware decoding, cascades): recorded where those run.
 COMPRESSION_RATIO = Histogram(
-    "shardline_compression_ratio", "Prompt tokens after compression over before", ["model"],
+    "shardline_compression_ratio",
+    "Prompt tokens after compression over before",
+    ["model"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
 )
 COST = Counter("shardline_cost", "Cost charged, in the spec's cost units", ["tenant", "tier"])
-ESCALATIONS = Counter("shardline_escalations", "Cascade escalations from one tier to the next", ["from_tier", "to_tier"])
+ESCALATIONS = Counter(
+    "shardline_escalations", "Cascade escalations from one tier to the next", ["from_tier", "to_tier"]
+)
 OVERLOAD_REJECTIONS = Counter(
-    "shardline_overload_rejections", "Requests refused with RESOURCE_EXHAUSTED because a model (or the router) was "
-    "at its in-flight limit", ["model"],
+    "shardline_overload_rejections",
+    "Requests refused with RESOURCE_EXHAUSTED because a model (or the router) was at its in-flight limit",
+    ["model"],
 )
 MODEL_IN_FLIGHT = Gauge("shardline_model_in_flight", "Requests in flight per model at this router", ["model"])
-RETRIES = Counter("shardline_replica_retries", "Replica calls repeated after a replica died (kind: retry or resume)",
-                  ["model", "kind"])
+RETRIES = Counter(
+    "shardline_replica_retries",
+    "Replica calls repeated after a replica died (kind: retry or resume)",
+    ["model", "kind"],
+)
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> int:

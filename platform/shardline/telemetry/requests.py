@@ -30,7 +30,6 @@ from shardline.telemetry import metrics
 from shardline.telemetry.tracing import carrier, parent_context, trace_id_hex, tracer
 
 
-
 def request_attributes(model: str, request: GenerationRequest) -> dict[str, Any]:
     """GenAI semantic-convention attributes of a request (no prompt text)."""
     attrs = {
@@ -162,7 +161,9 @@ class ReplicaRequest:
             attributes=request_attributes(model, request),
         )
         # The engine's request names this span as parent: vLLM's llm_request hangs under it.
-        self.request = dataclasses.replace(request, trace_context=carrier(self.span)) if self.span.is_recording() else request
+        self.request = (
+            dataclasses.replace(request, trace_context=carrier(self.span)) if self.span.is_recording() else request
+        )
         self._ongoing = metrics.ONGOING_REQUESTS.labels(model, replica)
         self._queued = metrics.QUEUE_DEPTH.labels(model, replica)
         self._waiting = True

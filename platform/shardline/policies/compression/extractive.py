@@ -30,8 +30,9 @@ MIN_EMBEDDED, MAX_EMBEDDED = 8, 64
 _WORD = re.compile(r"\w+")
 
 
-def select(lay: Layout, budget: int, embed: Embedder, mmr_lambda: float = 0.7,
-           max_embedded: int | None = None) -> set[int]:
+def select(
+    lay: Layout, budget: int, embed: Embedder, mmr_lambda: float = 0.7, max_embedded: int | None = None
+) -> set[int]:
     if max_embedded is None:
         max_embedded = min(MAX_EMBEDDED, max(MIN_EMBEDDED, math.ceil(lay.tokens / 1000 * EMBED_PER_1K)))
     lexical = lexical_ranking(lay)

@@ -41,9 +41,16 @@ def worst_case(tiers: Sequence[Tier], input_tokens: int, max_tokens: int) -> flo
     return sum(t.cost(input_tokens, max_tokens) for t in tiers)
 
 
-def make_plan(tiers: Sequence[Tier], input_tokens: int, max_tokens: int, remaining: float | None,
-              escalate_above: float = 1.0, pace: float = 1.0, tenant: str = "",
-              timeout_s: float | None = None) -> Plan:
+def make_plan(
+    tiers: Sequence[Tier],
+    input_tokens: int,
+    max_tokens: int,
+    remaining: float | None,
+    escalate_above: float = 1.0,
+    pace: float = 1.0,
+    tenant: str = "",
+    timeout_s: float | None = None,
+) -> Plan:
     """Plan for `tiers` (cheapest first); `remaining=None` means unmetered."""
     threshold = paced_threshold(escalate_above, pace)
     tiers = within_deadline(tiers, input_tokens, max_tokens, timeout_s)
@@ -61,8 +68,9 @@ def make_plan(tiers: Sequence[Tier], input_tokens: int, max_tokens: int, remaini
     )
 
 
-def within_deadline(tiers: Sequence[Tier], input_tokens: int, max_tokens: int,
-                    timeout_s: float | None) -> Sequence[Tier]:
+def within_deadline(
+    tiers: Sequence[Tier], input_tokens: int, max_tokens: int, timeout_s: float | None
+) -> Sequence[Tier]:
     """The longest prefix of `tiers` expected to finish within `timeout_s` (at least one)."""
     if timeout_s is None:
         return tiers
@@ -87,6 +95,7 @@ def should_escalate(plan: Plan, attempt: int, uncertainty: float) -> bool:
 
 def _affordable(tiers: Sequence[Tier], input_tokens: int, credits: float) -> int:
     """Most output tokens every tier in `tiers` can produce within `credits` together."""
-    combined = Tier("+".join(t.name for t in tiers), sum(t.input_per_1k for t in tiers),
-                    sum(t.output_per_1k for t in tiers))
+    combined = Tier(
+        "+".join(t.name for t in tiers), sum(t.input_per_1k for t in tiers), sum(t.output_per_1k for t in tiers)
+    )
     return combined.affordable_output(input_tokens, credits)

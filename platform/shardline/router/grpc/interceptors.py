@@ -37,17 +37,23 @@ def with_prelude(handler: grpc.RpcMethodHandler, prelude: Prelude, request_deser
     """`handler` with `prelude` run first, for all four call shapes. For a streaming
     request the prelude gets the request iterator. `request_deserializer` replaces
     the handler's when given (`False`: pass the raw bytes through)."""
-    kind = ("stream" if handler.request_streaming else "unary") + "_" + ("stream" if handler.response_streaming else "unary")
+    kind = (
+        ("stream" if handler.request_streaming else "unary")
+        + "_"
+        + ("stream" if handler.response_streaming else "unary")
+    )
     behavior = getattr(handler, kind)
 
     # grpc.aio accepts streaming handlers written as async generators or as
     # coroutines that call context.write (health's Watch): keep the original shape.
     if inspect.isasyncgenfunction(behavior):
+
         async def wrapped(request, context):
             request = await prelude(request, context)
             async for item in behavior(request, context):
                 yield item
     else:
+
         async def wrapped(request, context):
             request = await prelude(request, context)
             return await behavior(request, context)
@@ -55,8 +61,9 @@ def with_prelude(handler: grpc.RpcMethodHandler, prelude: Prelude, request_deser
     if request_deserializer is None:
         request_deserializer = handler.request_deserializer
     factory = getattr(grpc, f"{kind}_rpc_method_handler")
-    return factory(wrapped, request_deserializer=request_deserializer or None,
-                   response_serializer=handler.response_serializer)
+    return factory(
+        wrapped, request_deserializer=request_deserializer or None, response_serializer=handler.response_serializer
+    )
 
 
 def interceptors(router, guard: Guard | None) -> list[grpc.aio.ServerInterceptor]:

@@ -30,8 +30,9 @@ def model_service(model: str) -> str:
     return f"{INFERENCE_SERVICE}/{model}"
 
 
-def grpc_server(cfg: RouterSpec, servicer: InferenceServicer, health_servicer: health.aio.HealthServicer,
-                guard: Guard | None) -> tuple[grpc.aio.Server, int]:
+def grpc_server(
+    cfg: RouterSpec, servicer: InferenceServicer, health_servicer: health.aio.HealthServicer, guard: Guard | None
+) -> tuple[grpc.aio.Server, int]:
     """The router's grpc.aio server, bound to `router.host:router.port` (not started),
     and the bound port (useful when the spec says 0)."""
     server = grpc.aio.server(interceptors=interceptors(cfg, guard), options=transport.server_options(cfg.limits))

@@ -31,6 +31,7 @@ from shardline.telemetry.requests import router_rpc
 from shardline.v1 import inference_pb2 as pb
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 
+
 class InferenceServicer(pb_grpc.InferenceServicer):
     def __init__(self, spec: DeploymentSpec, pipeline: Pipeline):
         self._spec = spec
@@ -78,7 +79,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             report=policy_report(report),
         )
 
-    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
             models=[
                 pb.ModelInfo(

@@ -122,8 +122,14 @@ def parse(kind: type[_Common], body: Any) -> _Common:
 def generate_request(body: _Common, prompt: str, request_id: str) -> pb.GenerateRequest:
     max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    sampling = pb.SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                                 top_k=body.top_k, stop=stop, seed=body.seed)
+    sampling = pb.SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        stop=stop,
+        seed=body.seed,
+    )
     request = pb.GenerateRequest(model=body.model, prompt=prompt, sampling=sampling, request_id=request_id)
     options = body.shardline
     if options is not None:
@@ -192,8 +198,14 @@ class Shape:
     def _object(self, choices: list[dict], chunk: bool = False, **extra: Any) -> dict:
         kind = "chat.completion" if self.chat else "text_completion"
         kind += ".chunk" if chunk and self.chat else ""
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
-                "choices": choices, **extra}
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
 
 
 def _short(value: Any) -> str:

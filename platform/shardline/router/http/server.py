@@ -63,17 +63,25 @@ class HttpServer:
         """Bind `router.host:router.http_port` and serve; returns the bound port."""
         cfg = self._spec.router
         app = web.Application(middlewares=[self._door], client_max_size=body_limit(cfg.limits))
-        app.add_routes([
-            web.get("/v1/models", self._models), web.get("/v1/models/{model}", self._model),
-            web.post("/v1/completions", self._completions), web.post("/v1/chat/completions", self._chat),
-        ])
+        app.add_routes(
+            [
+                web.get("/v1/models", self._models),
+                web.get("/v1/models/{model}", self._model),
+                web.post("/v1/completions", self._completions),
+                web.post("/v1/chat/completions", self._chat),
+            ]
+        )
         # Handlers are cancelled when their client goes away: that aborts the engine request.
         # Header limits: a field or the request line over max_metadata_bytes, or more
         # than MAX_HEADERS fields, is answered 400 by aiohttp's parser.
-        header_limits = {"max_line_size": cfg.limits.max_metadata_bytes,
-                         "max_field_size": cfg.limits.max_metadata_bytes, "max_headers": MAX_HEADERS}
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0,
-                                     **header_limits)
+        header_limits = {
+            "max_line_size": cfg.limits.max_metadata_bytes,
+            "max_field_size": cfg.limits.max_metadata_bytes,
+            "max_headers": MAX_HEADERS,
+        }
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0, **header_limits
+        )
         await self._runner.setup()
         sock = socket.create_server((cfg.host, cfg.http_port), reuse_port=True)
         self._site = web.SockSite(self._runner, sock, ssl_context=_ssl_context(cfg.tls) if cfg.tls else None)
@@ -103,8 +111,10 @@ class HttpServer:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             limit = body_limit(self._spec.router.limits)
-            message = (f"{request.method} {request.path}: the request body is over {limit} bytes "
-                       "(twice router.limits.max_prompt_bytes, plus 64 KiB)")
+            message = (
+                f"{request.method} {request.path}: the request body is over {limit} bytes "
+                "(twice router.limits.max_prompt_bytes, plus 64 KiB)"
+            )
             return _error(InvalidArgument(message), 413)
         except web.HTTPException as exc:  # unknown route or method
             error = NotFound if exc.status == 404 else InvalidArgument
@@ -161,8 +171,13 @@ class HttpServer:
         return server_span(f"{request.method} {route}", route, headers, attributes, self._spec.telemetry.record_content)
 
 
-async def _sse(request: web.Request, stream: AsyncIterator[GenerationDelta], shape: openai_api.Shape,
-               include_usage: bool, headers: dict[str, str]) -> web.StreamResponse:
+async def _sse(
+    request: web.Request,
+    stream: AsyncIterator[GenerationDelta],
+    shape: openai_api.Shape,
+    include_usage: bool,
+    headers: dict[str, str],
+) -> web.StreamResponse:
     delta = await anext(stream, None)  # admission errors raise here, before any byte is sent
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
     response = web.StreamResponse(headers=headers)
