@@ -1,5 +1,5 @@
 """The real stack, started once per session: a local Ray cluster, Ray Serve, the
-router, and vLLM serving the demo spec (the trained kv-large tier with tensor
+router, and vLLM serving deployments/kv-tiers.yaml (the trained kv-large tier with tensor
 parallelism 2 and kv-small with one worker) on an ephemeral port. Engine start is
 the expensive part (~40 s), so every integration test shares this one deployment.
 Its models are signed copies that the replicas verify before loading.
@@ -16,15 +16,17 @@ import yaml
 from ray import serve
 
 from live import DEPLOY_TIMEOUT_S, ROOT, Deployment
+from shardline.models.pretrained import prepare_pretrained, signing_public_key
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
 from shardline.spec import load_spec, validate_spec
 
 APP = "shardline-it"
-SPARE_CPUS = 12
-"""Logical CPUs beside the session deployment for the apps tests deploy themselves
-(`deployed`): reservations, not cores."""
+PRETRAINED_APP = "shardline-pretrained-it"
+SPARE_CPUS = 18
+"""Logical CPUs beside the session deployment for `pretrained` (6) and the apps tests
+deploy themselves (`deployed`): reservations, not cores."""
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +39,9 @@ def tiny_models() -> Path:
 @pytest.fixture(scope="session")
 def ray_cluster() -> None:
     """The embedded Ray cluster the in-process integration tests share: logical CPUs
-    for the demo plus SPARE_CPUS, so a module can deploy its own small app beside it
+    for kv-tiers.yaml plus SPARE_CPUS, so a module can deploy its own small app beside it
     (it must delete that app when it ends)."""
-    lifecycle.connect(None, load_spec(ROOT / "deployments" / "demo.yaml"), spare_cpus=SPARE_CPUS)
+    lifecycle.connect(None, load_spec(ROOT / "deployments" / "kv-tiers.yaml"), spare_cpus=SPARE_CPUS)
     try:
         yield
     finally:
@@ -49,7 +51,7 @@ def ray_cluster() -> None:
 
 @pytest.fixture(scope="session")
 def deployment(ray_cluster, tmp_path_factory) -> Deployment:
-    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
     data["name"] = APP
     data["router"]["port"] = 0
     data["router"]["http_port"] = 0
@@ -67,3 +69,21 @@ def deployment(ray_cluster, tmp_path_factory) -> Deployment:
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
     finally:
         lifecycle.undeploy(APP)
+
+
+@pytest.fixture(scope="session")
+def pretrained(ray_cluster) -> Deployment:
+    """deployments/demo.yaml: the real pretrained models (Gemma 3 270M at TP=2,
+    SmolLM2-135M-Instruct), verified against the manifest `make models` signed."""
+    cache = ROOT / ".cache" / "models"
+    prepare_pretrained(cache)
+    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data.update(name=PRETRAINED_APP, router={**data["router"], "port": 0, "http_port": 0})
+    for model in data["models"]:
+        model.update(path=str(ROOT / model["path"]), integrity={"public_key": signing_public_key(cache)})
+    spec = validate_spec(data)
+    try:
+        endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
+        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
+    finally:
+        lifecycle.undeploy(PRETRAINED_APP)

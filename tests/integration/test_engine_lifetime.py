@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 
 
 def kv_small() -> dict:
-    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
     small = next(m for m in data["models"] if m["name"] == MODEL)
     small.pop("compression")
     return {**small, "path": str(ROOT / small["path"])}

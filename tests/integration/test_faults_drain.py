@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 def app_spec(port: int) -> dict:
-    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
     small = next(m for m in data["models"] if m["name"] == MODEL)
     small.pop("compression")
     small["replicas"] = {"min": 2, "max": 2}

@@ -33,7 +33,7 @@ REQUESTS, TOKENS = 48, 48
 
 @pytest.fixture(scope="module")
 def two_replicas(ray_cluster):
-    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
     small = next(m for m in data["models"] if m["name"] == MODEL)
     small.pop("compression")
     small.update(replicas={"min": 2, "max": 2}, health=HEALTH)

@@ -1,6 +1,6 @@
 """Router policies on the real stack: vLLM logprobs, compression, cascade, budgets.
 
-The shared deployment is deployments/demo.yaml: kv-small (extractive compression
+The shared deployment is deployments/kv-tiers.yaml: kv-small (extractive compression
 from 1500 tokens) and kv-large, the `kv-auto` cascade and tenants `demo`/`trial`.
 """
 

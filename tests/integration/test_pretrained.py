@@ -1,34 +1,17 @@
-"""Real pretrained models on the real stack (`make models`, deployments/pretrained.yaml):
-Gemma 3 270M as a TP=2 replica and SmolLM2-135M-Instruct, both verified against the
-manifest `make models` signed, answering questions whose answers a reader can check.
+"""Real pretrained models on the real stack (deployments/demo.yaml, prepared by
+`make models`): Gemma 3 270M as a TP=2 replica and SmolLM2-135M-Instruct, both
+verified against the manifest `make models` signed, answering questions whose
+answers a reader can check.
 """
 
 import openai
 import pytest
-import yaml
-
-from live import ROOT, deployed
-from shardline.models.pretrained import prepare_pretrained, signing_public_key
 
 pytestmark = pytest.mark.integration
-SPEC = ROOT / "deployments" / "pretrained.yaml"
 
 
-@pytest.fixture(scope="module")
-def app(ray_cluster):
-    cache = ROOT / ".cache" / "models"
-    prepare_pretrained(cache)
-    data = yaml.safe_load(SPEC.read_text())
-    data["name"] = "shardline-pretrained-it"
-    data["router"]["http_port"] = 0
-    for model in data["models"]:
-        model.update(path=str(ROOT / model["path"]), integrity={"public_key": signing_public_key(cache)})
-    with deployed(data) as deployment:
-        yield deployment
-
-
-def test_the_base_model_at_tp2_answers_a_fact_and_continues_a_sequence(app):
-    with app.client() as client:
+def test_the_base_model_at_tp2_answers_a_fact_and_continues_a_sequence(pretrained):
+    with pretrained.client() as client:
         fact = client.generate(
             "gemma-3-270m", "Question: What is the capital of Japan?\nAnswer:", max_tokens=4, temperature=0
         )
@@ -40,8 +23,8 @@ def test_the_base_model_at_tp2_answers_a_fact_and_continues_a_sequence(app):
     assert fact.usage.prompt_tokens == 13
 
 
-def test_the_instruct_model_chats_with_its_own_template(app):
-    with openai.OpenAI(base_url=app.http_url, api_key="unused", max_retries=0, timeout=120) as client:
+def test_the_instruct_model_chats_with_its_own_template(pretrained):
+    with openai.OpenAI(base_url=pretrained.http_url, api_key="unused", max_retries=0, timeout=120) as client:
         reply = client.chat.completions.create(
             model="smollm2-135m-instruct",
             temperature=0,

@@ -1,8 +1,9 @@
-"""The Python examples in the README and docs/ run as written against the live deployment.
+"""The Python examples in the README and docs/ run as written against a live deployment.
 
 Every ```python block in README.md and docs/*.md is one test, named after its file
 and its position there. Code that is not meant to run goes in a fence without the
-`python` tag.
+`python` tag. A block that names a pretrained model runs against deployments/demo.yaml
+(`pretrained`), any other against the trained tiers (`deployment`, kv-tiers.yaml).
 """
 
 import os
@@ -22,8 +23,13 @@ BLOCKS = [
 ]
 
 
+PRETRAINED_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
+
+
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
-def test_readme_python_example_runs(deployment, code):
+def test_readme_python_example_runs(request, code):
+    uses_pretrained = any(model in code for model in PRETRAINED_MODELS)
+    deployment = request.getfixturevalue("pretrained" if uses_pretrained else "deployment")
     env = {**os.environ, "SHARDLINE_TARGET": deployment.target, "SHARDLINE_HTTP_URL": deployment.http_url}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -8,7 +8,7 @@ from shardline.cli.main import main
 TOP = "validate schema models keygen sign verify quantize eval up submit render down status generate trace demo"
 COMMANDS = {
     (): TOP.split(),
-    ("models",): ["build-tiny", "train-tiny"],
+    ("models",): ["build-tiny", "train-tiny", "build-pretrained"],
     ("render",): ["serve-config"],
 }
 
@@ -29,7 +29,7 @@ def test_group_help_lists_the_same_commands_in_the_same_order(group, commands, c
 
 
 LEAF_COMMANDS = [c for c in COMMANDS[()] if c not in ("models", "render")]
-LEAF_COMMANDS += ["models build-tiny", "models train-tiny", "render serve-config"]
+LEAF_COMMANDS += ["models build-tiny", "models train-tiny", "models build-pretrained", "render serve-config"]
 
 
 @pytest.mark.parametrize("command", LEAF_COMMANDS)

@@ -20,6 +20,6 @@ def test_exported_schema_has_not_drifted():
     assert committed == render_schema(), "spec schema changed: run `make schema` and commit"
 
 
-def test_demo_serves_tiny_llama_with_tensor_parallel_two():
+def test_demo_serves_gemma_with_tensor_parallel_two():
     spec = load_spec(DEPLOYMENTS / "demo.yaml")
     assert spec.models[0].parallelism.tensor == 2

@@ -26,17 +26,17 @@ def render(spec: Path, out: Path) -> subprocess.CompletedProcess:
 
 def test_rendered_demo_config_is_a_serve_config_for_the_same_spec(tmp_path):
     out = tmp_path / "serve.yaml"
-    assert render(Path("deployments/demo.yaml"), out).returncode == 0
+    assert render(Path("deployments/kv-tiers.yaml"), out).returncode == 0
     config = yaml.safe_load(out.read_text())
     ServeDeploySchema.model_validate(config)
     assert config["proxy_location"] == "Disabled"
     (app,) = config["applications"]
-    assert (app["name"], app["import_path"], app["route_prefix"]) == ("shardline", IMPORT_PATH, None)
+    assert (app["name"], app["import_path"], app["route_prefix"]) == ("shardline-kv", IMPORT_PATH, None)
     rebuilt = app["args"]["spec"]
     assert rebuilt["models"][0]["path"] == str(ROOT / "models/trained/kv-large")  # absolute
     from shardline.spec import validate_spec
 
-    assert validate_spec(rebuilt) == load_spec(ROOT / "deployments/demo.yaml")
+    assert validate_spec(rebuilt) == load_spec(ROOT / "deployments/kv-tiers.yaml")
 
 
 def test_builder_builds_router_over_one_deployment_per_model():

@@ -1,4 +1,10 @@
-"""`shardline demo`: embedded cluster -> deploy -> ask each tier retrieval questions -> table.
+"""`shardline demo`: embedded cluster -> deploy -> real questions to every model and
+cascade, streamed -> one chat over the OpenAI door -> table -> shut down.
+
+The questions (models/questions.py) have answers a program checks: a capital, a
+sum, a value stated in the question, and a fact placed in real prose. Each is
+asked greedily of every served model and every cascade, so the table shows which
+tier answered and whether it was right.
 
 Ray, Serve and the client load inside `run_demo`, so that registering the command
 costs the other commands nothing (importing Ray takes over a second)."""
@@ -6,19 +12,27 @@ costs the other commands nothing (importing Ray takes over a second)."""
 from __future__ import annotations
 
 import argparse
+import json
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shardline.cli.output import printable, say, table
-from shardline.models import tasks
+from shardline.models import questions
+from shardline.wire import TENANT
 
 if TYPE_CHECKING:
     from shardline.client import Client
     from shardline.spec.deployment import DeploymentSpec
 
-DEMO_CONTEXTS = (80, 250, 800)  # words of context before the question
-QUESTIONS_PER_CONTEXT = 2
+SHORT_QUESTIONS = 3
+NEEDLE_WORDS = 1200
+"""Words of real prose around the needle: long enough that the cascade's first
+tier compresses it (min_prompt_tokens in demo.yaml)."""
+ANSWER_SAMPLING = {"max_tokens": 12, "temperature": 0.0, "stop": ["\n"]}
+"""Greedy, one line: every question's answer fits on it."""
+CHAT = "What is the capital of France? Answer in one sentence."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,40 +52,76 @@ def cmd_demo(args) -> int:
 @dataclass(frozen=True)
 class StreamResult:
     model: str
-    context_words: int
+    kind: str
     ttft_s: float
     tokens: int
     total_s: float
     text: str
     trace_id: str
+    answered_by: str
+    prompt_tokens_sent: int
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.total_s if self.total_s else 0.0
 
 
-def stream_to_terminal(client: Client, model: str, item: tasks.Item, context_words: int) -> StreamResult:
+def stream_to_terminal(client: Client, model: str, item: questions.Item) -> StreamResult:
     from shardline.client import trace_id
-    from shardline.models.evaluate import ANSWER_SAMPLING
 
     start = time.perf_counter()
-    ttft, tokens, text = None, 0, []
-    say(f"\n[{model}] ...{item.prompt[-60:]}", end="")
-    call = client.stream(model, item.prompt, **ANSWER_SAMPLING)
+    ttft, tokens, text, last = None, 0, [], None
+    say(f"\n[{model}] ...{printable(item.prompt[-70:])}", end="")
+    call = client.stream(model, item.prompt, tenant="demo", **ANSWER_SAMPLING)
     for chunk in call:
         if ttft is None and chunk.token_ids:
             ttft = time.perf_counter() - start
         tokens += len(chunk.token_ids)
         text.append(chunk.text)
         say(printable(chunk.text), end="")
+        last = chunk
     total = time.perf_counter() - start
     say(f"   (trace {trace_id(call) or 'off'})")
-    return StreamResult(model, context_words, ttft or total, tokens, total, "".join(text), trace_id(call))
+    report = last.report
+    sent = report.compression.sent_prompt_tokens or last.usage.prompt_tokens
+    return StreamResult(
+        model,
+        item.kind,
+        ttft or total,
+        tokens,
+        total,
+        "".join(text),
+        trace_id(call),
+        report.decoding.answered_by or model,
+        sent,
+    )
 
 
-def _table_row(r: StreamResult, item: tasks.Item) -> tuple:
-    right = "yes" if tasks.score(item, r.text) else "no"
-    return (r.model, r.context_words, r.ttft_s * 1000, r.tokens, r.tokens_per_s, r.text.strip(), item.answer, right)
+def _table_row(r: StreamResult, item: questions.Item) -> tuple:
+    right = "yes" if questions.score(item, r.text) else "no"
+    return (
+        r.model,
+        r.kind,
+        r.prompt_tokens_sent,
+        r.ttft_s * 1000,
+        r.tokens_per_s,
+        r.text.strip(),
+        item.answer,
+        right,
+        r.answered_by,
+    )
+
+
+def chat_over_http(port: int, model: str) -> str:
+    """One chat completion through the OpenAI-compatible door (the model's own chat template)."""
+    body = {"model": model, "messages": [{"role": "user", "content": CHAT}], "max_tokens": 24, "temperature": 0}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", TENANT: "demo"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        return json.load(reply)["choices"][0]["message"]["content"]
 
 
 def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
@@ -87,16 +137,31 @@ def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
         say(f"router SERVING at {endpoint.target}")
         for m in spec.models:
             say(f"  model {m.name} (TP={m.parallelism.tensor}, PP={m.parallelism.pipeline})")
+        names = [m.name for m in spec.models] + [c.name for c in spec.policies.cascades]
+        items = questions.short_answers(0, SHORT_QUESTIONS) + questions.needle_in_prose(0, 1, NEEDLE_WORDS)
         results, rows = [], []
         with Client(endpoint.target) as client:
-            for words in DEMO_CONTEXTS:
-                for item in tasks.items_for_length(words, QUESTIONS_PER_CONTEXT, words):
-                    for m in spec.models:
-                        r = stream_to_terminal(client, m.name, item, words)
-                        results.append(r)
-                        rows.append(_table_row(r, item))
+            for item in items:
+                for name in names:
+                    r = stream_to_terminal(client, name, item)
+                    results.append(r)
+                    rows.append(_table_row(r, item))
         say()
-        say(table(["model", "context words", "TTFT ms", "tokens", "tokens/s", "answer", "expected", "right"], rows))
+        header = [
+            "model",
+            "question",
+            "prompt tokens",
+            "TTFT ms",
+            "tokens/s",
+            "answer",
+            "expected",
+            "right",
+            "answered by",
+        ]
+        say(table(header, rows))
+        if endpoint.http_port is not None:
+            chat_model = spec.policies.cascades[0].name if spec.policies.cascades else spec.models[0].name
+            say(f"\nOpenAI chat, {chat_model}: {CHAT}\n  {printable(chat_over_http(endpoint.http_port, chat_model))}")
         if spec.telemetry.exporter == "file":
             store = spec.telemetry.trace_dir
             say(f"\nspan trees: shardline trace --last, or shardline trace TRACE_ID (store: {store})")

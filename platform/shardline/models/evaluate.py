@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from shardline.client import Client
 from shardline.models import tasks
 
-# Greedy, four digits and </s> with room for a wrong, longer answer. The demo
-# streams with the same settings.
+# Greedy, four digits and </s> with room for a wrong, longer answer.
 ANSWER_SAMPLING = {"max_tokens": 8, "temperature": 0.0}
 
 
@@ -60,5 +59,5 @@ def evaluate(
 
 
 def ask(client: Client, model: str, item: tasks.Item):
-    """Greedy completion of one item (the demo and `evaluate` ask the same way)."""
+    """Greedy completion of one item."""
     return client.generate(model, item.prompt, timeout=120, **ANSWER_SAMPLING)
