@@ -1,21 +1,27 @@
 """Cascade benchmark: cost-quality curve, uncertainty AUROC and budget safety.
 
-1. Record (real stack): deploys deployments/bench-policies.yaml and asks both
-   trained tiers every item (retrieval questions, 50-300 words of context), with
-   the uncertainty score; a RouterBench-style outcome table (item x tier ->
+1. Record (real stack): deploys the suite's spec and asks both tiers every item
+   with the uncertainty score; a RouterBench-style outcome table (item x tier ->
    right?, uncertainty, tokens, latency). `--outcomes FILE` reuses a recording.
-2. Curve: a cascade kv-small -> kv-large escalating when kv-small's uncertainty
-   exceeds a threshold, swept over thresholds; cost from the spec's tier prices
-   and the real token counts. Baselines: each tier alone, random escalation at
-   the same rate, and an oracle. Reports cost saved at 95% of kv-large quality.
-3. Uncertainty: AUROC of the score for "kv-small is wrong", against its mean-NLL
-   component alone and a random score; time per score.
+   Suites: `kv` (deployments/bench-policies.yaml: the trained kv-small -> kv-large,
+   retrieval questions with 30-300 words of context) and `pretrained`
+   (deployments/bench-pretrained.yaml: SmolLM2-135M-Instruct -> Gemma 3 270M,
+   the real-text short questions of models/questions.py).
+2. Curve: a cascade cheap -> strong tier escalating when the cheap tier's
+   uncertainty exceeds a threshold, swept over thresholds; cost from the spec's
+   tier prices and the real token counts. Baselines: each tier alone, random
+   escalation at the same rate, and an oracle. Reports cost saved at 95% of the
+   strong tier's accuracy, and `escalate_above` calibrated on half the items and
+   checked on the held-out half.
+3. Uncertainty: AUROC of the score for "the cheap tier is wrong", against each
+   component alone, a logistic mix, and a random score; time per score.
 4. Budgets: a seeded simulator (latent difficulty d; P(right) = sigmoid(skill - d);
    Poisson arrivals) drives the router's own planner and ledgers for tenants
    with tight to loose budgets and counts budget violations (spend > budget).
-Writes bench/results/cascade.json, cascade-outcomes.json and cascade.png.
+Writes bench/results/cascade[-pretrained].json, ...-outcomes.json and ....png.
 
-    .venv/bin/python bench/cascade.py             # ~3 min on 2 cores
+    .venv/bin/python bench/cascade.py                      # ~3 min on 2 cores
+    .venv/bin/python bench/cascade.py --suite pretrained   # real models
 """
 
 from __future__ import annotations
@@ -27,13 +33,15 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shardline.client import Client  # noqa: E402
 from shardline.errors import ResourceExhausted  # noqa: E402
 from shardline.generation import TokenLogprob  # noqa: E402
-from shardline.models import tasks  # noqa: E402
+from shardline.models import questions, tasks  # noqa: E402
 from shardline.policies import uncertainty  # noqa: E402
 from shardline.policies.decoding.budget import Ledger  # noqa: E402
 from shardline.policies.decoding.costs import Tier  # noqa: E402
@@ -43,28 +51,76 @@ from stack import ROOT, deployed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SPEC = ROOT / "deployments" / "bench-policies.yaml"
-TIERS = ("kv-small", "kv-large")
 LENGTHS = (30, 60, 100, 150, 200, 300)
 COMPONENTS = ("mean_nll", "low_quantile_prob", "min_margin", "min_window_prob")
 
 
-def record(items_per_length: int, seed: int) -> list[dict]:
+@dataclass(frozen=True)
+class Suite:
+    """What one run measures: a spec, its cascade's tiers (cheap first, as the spec
+    prices them) and the checkable items both are asked."""
+
+    spec: Path
+    small: str
+    large: str
+    items: Callable[[int, int], list[tuple[str, object]]]
+    """(items per group, seed) -> (group, item) pairs."""
+    score: Callable[[object, str], bool]
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    results: str = "cascade"
+
+
+def _kv_items(per_length: int, seed: int) -> list[tuple[str, object]]:
+    return [
+        (str(length), item) for length in LENGTHS for item in tasks.items_for_length(seed + length, per_length, length)
+    ]
+
+
+def _real_items(per_kind: int, seed: int) -> list[tuple[str, object]]:
+    # short_answers cycles capital, arithmetic, extraction: 3 x per_kind items.
+    return [(item.kind, item) for item in questions.short_answers(seed, 3 * per_kind)]
+
+
+SUITES = {
+    "kv": Suite(SPEC, "kv-small", "kv-large", _kv_items, tasks.score, max_tokens=8),
+    "pretrained": Suite(
+        ROOT / "deployments" / "bench-pretrained.yaml",
+        "smollm2-135m-instruct",
+        "gemma-3-270m",
+        _real_items,
+        questions.score,
+        max_tokens=12,
+        stop=("\n",),
+        results="cascade-pretrained",
+    ),
+}
+
+
+def record(suite: Suite, items_per_group: int, seed: int) -> list[dict]:
     rows = []
-    with deployed(SPEC) as target, Client(target) as client:
-        for length in LENGTHS:
-            for i, item in enumerate(tasks.items_for_length(seed + length, items_per_length, length)):
-                row = {"length": length, "item": i}
-                for tier in TIERS:
-                    row[tier] = ask(client, tier, item)
-                rows.append(row)
+    with deployed(suite.spec) as target, Client(target) as client:
+        for i, (group, item) in enumerate(suite.items(items_per_group, seed)):
+            row = {"group": group, "item": i}
+            for tier in (suite.small, suite.large):
+                row[tier] = ask(client, suite, tier, item)
+            rows.append(row)
     return rows
 
 
-def ask(client: Client, tier: str, item: tasks.Item) -> dict:
+def ask(client: Client, suite: Suite, tier: str, item) -> dict:
     start = time.perf_counter()
-    reply = client.generate(tier, item.prompt, timeout=120, max_tokens=8, temperature=0.0, uncertainty=True)
+    reply = client.generate(
+        tier,
+        item.prompt,
+        timeout=120,
+        max_tokens=suite.max_tokens,
+        stop=suite.stop,
+        temperature=0.0,
+        uncertainty=True,
+    )
     return {
-        "right": tasks.score(item, reply.text),
+        "right": suite.score(item, reply.text),
         "u": reply.report.uncertainty.score,
         **{c: reply.report.uncertainty.components[c] for c in COMPONENTS},
         "prompt_tokens": reply.usage.prompt_tokens,
@@ -73,9 +129,16 @@ def ask(client: Client, tier: str, item: tasks.Item) -> dict:
     }
 
 
-def prices() -> dict[str, Tier]:
-    spec = load_spec(SPEC)
-    return {m.name: Tier(m.name, m.cost.input_per_1k, m.cost.output_per_1k) for m in spec.models}
+def prices(suite: Suite) -> dict[str, Tier]:
+    """The two tiers by role ("small" answers first, "large" on escalation)."""
+    spec = load_spec(suite.spec)
+    by_name = {m.name: Tier(m.name, m.cost.input_per_1k, m.cost.output_per_1k) for m in spec.models}
+    return {"small": by_name[suite.small], "large": by_name[suite.large]}
+
+
+def by_role(rows: list[dict], suite: Suite) -> list[dict]:
+    """Outcome rows keyed by role; recordings keep the tiers' own names."""
+    return [{**r, "small": r[suite.small], "large": r[suite.large]} for r in rows]
 
 
 def cost(tier: Tier, outcome: dict) -> float:
@@ -83,17 +146,17 @@ def cost(tier: Tier, outcome: dict) -> float:
 
 
 def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
-    small, large = tiers["kv-small"], tiers["kv-large"]
-    c_small = [cost(small, r["kv-small"]) for r in rows]
-    c_large = [cost(large, r["kv-large"]) for r in rows]
+    small, large = tiers["small"], tiers["large"]
+    c_small = [cost(small, r["small"]) for r in rows]
+    c_large = [cost(large, r["large"]) for r in rows]
     points = []
-    for theta in sorted({-1.0, 1.0, *(r["kv-small"]["u"] for r in rows)}):
-        up = [r["kv-small"]["u"] > theta for r in rows]
-        quality = statistics.mean(r["kv-large" if e else "kv-small"]["right"] for r, e in zip(rows, up))
+    for theta in sorted({-1.0, 1.0, *(r["small"]["u"] for r in rows)}):
+        up = [r["small"]["u"] > theta for r in rows]
+        quality = statistics.mean(r["large" if e else "small"]["right"] for r, e in zip(rows, up))
         spend = statistics.mean(cs + (cl if e else 0.0) for cs, cl, e in zip(c_small, c_large, up))
         points.append({"threshold": theta, "escalation_rate": statistics.mean(up), "quality": quality, "cost": spend})
-    q_large, cost_large = statistics.mean(r["kv-large"]["right"] for r in rows), statistics.mean(c_large)
-    q_small, cost_small = statistics.mean(r["kv-small"]["right"] for r in rows), statistics.mean(c_small)
+    q_large, cost_large = statistics.mean(r["large"]["right"] for r in rows), statistics.mean(c_large)
+    q_small, cost_small = statistics.mean(r["small"]["right"] for r in rows), statistics.mean(c_small)
     fits = [p for p in points if p["quality"] >= 0.95 * q_large]
     best = min(fits, key=lambda p: p["cost"]) if fits else None
     return {
@@ -108,8 +171,8 @@ def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
 
 
 def oracle(rows, c_small, c_large) -> dict:
-    up = [not r["kv-small"]["right"] and r["kv-large"]["right"] for r in rows]
-    quality = statistics.mean(r["kv-large" if e else "kv-small"]["right"] for r, e in zip(rows, up))
+    up = [not r["small"]["right"] and r["large"]["right"] for r in rows]
+    quality = statistics.mean(r["large" if e else "small"]["right"] for r, e in zip(rows, up))
     return {
         "quality": quality,
         "cost": statistics.mean(cs + (cl if e else 0) for cs, cl, e in zip(c_small, c_large, up)),
@@ -118,7 +181,7 @@ def oracle(rows, c_small, c_large) -> dict:
 
 def random_baseline(best, q_small, q_large, cost_small, cost_large) -> dict:
     f = best["escalation_rate"]
-    # Escalating a random share f: kv-small's answers stand on the rest.
+    # Escalating a random share f: the cheap tier's answers stand on the rest.
     return {"escalation_rate": f, "quality": (1 - f) * q_small + f * q_large, "cost": cost_small + f * cost_large}
 
 
@@ -133,14 +196,14 @@ def auroc(scores: list[float], positives: list[bool]) -> float:
 
 
 def uncertainty_quality(rows: list[dict], seed: int) -> dict:
-    wrong = [not r["kv-small"]["right"] for r in rows]
+    wrong = [not r["small"]["right"] for r in rows]
     rng = random.Random(seed)
     # Signs: a higher probability or margin means *less* uncertain.
     signs = {"mean_nll": 1, "low_quantile_prob": -1, "min_margin": -1, "min_window_prob": -1}
     return {
         "wrong_rate": statistics.mean(wrong),
-        "auroc_score": auroc([r["kv-small"]["u"] for r in rows], wrong),
-        **{f"auroc_{c}": auroc([signs[c] * r["kv-small"][c] for r in rows], wrong) for c in COMPONENTS},
+        "auroc_score": auroc([r["small"]["u"] for r in rows], wrong),
+        **{f"auroc_{c}": auroc([signs[c] * r["small"][c] for r in rows], wrong) for c in COMPONENTS},
         "auroc_logistic_mix_5fold": logistic_cv_auroc(rows, wrong, seed),
         "auroc_random": auroc([rng.random() for _ in rows], wrong),
         "score_time_us": score_time_us(),
@@ -151,7 +214,7 @@ def logistic_cv_auroc(rows: list[dict], wrong: list[bool], seed: int, folds: int
     """AUROC of a logistic mix of the components fit on 4/5 and scored on the held-out 1/5."""
     import numpy as np
 
-    x = np.array([[r["kv-small"][c] for c in COMPONENTS] for r in rows])
+    x = np.array([[r["small"][c] for c in COMPONENTS] for r in rows])
     x = (x - x.mean(0)) / (x.std(0) + 1e-9)
     y = np.array(wrong, dtype=float)
     order = np.random.default_rng(seed).permutation(len(rows))
@@ -193,7 +256,7 @@ def simulated_outcomes(
     """RouterBench-style table from latent difficulty: P(right | tier) = sigmoid(logit(skill) - d).
 
     Token counts are drawn from the recorded rows (so the real tiers' prices apply).
-    kv-small's uncertainty separates its wrong answers from its right ones with
+    The cheap tier's uncertainty separates its wrong answers from its right ones with
     the given AUROC (binormal: wrong ~ N(gap, 1), right ~ N(0, 1), AUROC = Phi(gap / sqrt 2)),
     so the measured AUROC of the real score carries over."""
     rng = random.Random(seed)
@@ -205,8 +268,8 @@ def simulated_outcomes(
         u = _sigmoid((0.0 if small_right else gap) + rng.gauss(0, 1))
         out.append(
             {
-                "kv-small": {**row["kv-small"], "right": small_right, "u": u},
-                "kv-large": {**row["kv-large"], "right": rng.random() < _sigmoid(_logit(strong) - d)},
+                "small": {**row["small"], "right": small_right, "u": u},
+                "large": {**row["large"], "right": rng.random() < _sigmoid(_logit(strong) - d)},
             }
         )
     return out
@@ -241,8 +304,8 @@ def _logit(p: float) -> float:
 def simulate_budgets(tiers: dict[str, Tier], rows: list[dict], seed: int, requests: int = 4000) -> list[dict]:
     """Tenants of several budgets replayed through make_plan + Ledger; counts violations."""
     rng = random.Random(seed)
-    prompts = [r["kv-small"]["prompt_tokens"] for r in rows]
-    cascade = [tiers["kv-small"], tiers["kv-large"]]
+    prompts = [r["small"]["prompt_tokens"] for r in rows]
+    cascade = [tiers["small"], tiers["large"]]
     typical = statistics.mean(t.cost(statistics.mean(prompts), 8) for t in cascade)
     out = []
     for share in (0.05, 0.25, 0.5, 1.0, 2.0):
@@ -312,47 +375,96 @@ def _plot_curve(ax, c: dict, title: str) -> None:
     if c["random_at_same_rate"]:
         r = c["random_at_same_rate"]
         ax.scatter([r["cost"]], [r["quality"]], label="random escalation", marker="x", zorder=3)
-    ax.axhline(0.95 * c["all_large"]["quality"], ls="--", lw=0.8, color="gray", label="95% of kv-large")
-    ax.set(xlabel="mean cost per request (credits)", ylabel="accuracy", title=f"kv-small -> kv-large: {title}")
+    ax.axhline(0.95 * c["all_large"]["quality"], ls="--", lw=0.8, color="gray", label="95% of the strong tier")
+    ax.set(xlabel="mean cost per request (credits)", ylabel="accuracy", title=f"cheap -> strong tier: {title}")
     ax.legend(fontsize=7)
+
+
+def calibrate(rows: list[dict], tiers: dict[str, Tier], seed: int) -> dict:
+    """`escalate_above` fitted on half the items (the cheapest threshold that keeps 95%
+    of the strong tier's accuracy there), then checked on the other, held-out half."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    fit, held = [rows[i] for i in order[::2]], [rows[i] for i in order[1::2]]
+    chosen = curve(fit, tiers)["at_95pct_of_large"]
+    if chosen is None:
+        return {"escalate_above": None, "fit_items": len(fit), "held_out_items": len(held)}
+    theta = chosen["threshold"]
+    check = curve(held, tiers)
+    strong = check["all_large"]["quality"]
+    point = max((p for p in check["points"] if p["threshold"] <= theta), key=lambda p: p["threshold"])
+    return {
+        "escalate_above": theta,
+        "fit_items": len(fit),
+        "held_out_items": len(held),
+        "held_out": point,
+        "held_out_strong_quality": strong,
+        "held_out_quality_ratio": point["quality"] / strong if strong else None,
+        "held_out_cost_saved": 1 - point["cost"] / check["all_large"]["cost"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=40, help="items per context length")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="kv", help="the trained tiers or the real models")
+    parser.add_argument("--items", type=int, default=40, help="items per group (context length, or question kind)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outcomes", type=Path, help="reuse a recorded outcome table instead of the stack")
     args = parser.parse_args()
+    suite = SUITES[args.suite]
     RESULTS.mkdir(exist_ok=True)
     if args.outcomes:
         rows = json.loads(args.outcomes.read_text())
     else:
-        rows = record(args.items, args.seed)
-        (RESULTS / "cascade-outcomes.json").write_text(json.dumps(rows))
-    tiers = prices()
+        rows = record(suite, args.items, args.seed)
+        (RESULTS / f"{suite.results}-outcomes.json").write_text(json.dumps(rows))
+    rows = by_role(rows, suite)
+    tiers = prices(suite)
     quality = uncertainty_quality(rows, args.seed)
     simulated = simulated_outcomes(rows, args.seed, target_auroc=quality["auroc_score"])
     result = {
+        "suite": args.suite,
+        "tiers": {"small": suite.small, "large": suite.large},
         "items": len(rows),
+        "accuracy_by_group": accuracy_by_group(rows, suite),
         "curve": curve(rows, tiers),
+        "calibration": calibrate(rows, tiers, args.seed),
         "uncertainty": quality,
         "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
         "simulated_savings_grid": savings_grid(rows, tiers, args.seed, quality["auroc_score"]),
-        "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in TIERS},
+        "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in (suite.small, suite.large)},
         "budgets": simulate_budgets(tiers, rows, args.seed),
     }
     report(result)
-    (RESULTS / "cascade.json").write_text(json.dumps(result, indent=2))
-    plot(result, RESULTS / "cascade.png")
+    (RESULTS / f"{suite.results}.json").write_text(json.dumps(result, indent=2))
+    plot(result, RESULTS / f"{suite.results}.png")
+
+
+def accuracy_by_group(rows: list[dict], suite: Suite) -> dict:
+    groups = sorted({r["group"] for r in rows if "group" in r})
+    return {
+        g: {t: statistics.mean(r[t]["right"] for r in rows if r["group"] == g) for t in (suite.small, suite.large)}
+        for g in groups
+    }
 
 
 def report(result: dict) -> None:
+    print(f"-- tiers {result['tiers']['small']} -> {result['tiers']['large']}; accuracy by group:")
+    for group, acc in result["accuracy_by_group"].items():
+        print(f"  {group:<12} " + "  ".join(f"{t} {a:.3f}" for t, a in acc.items()))
+    cal = result["calibration"]
+    if cal["escalate_above"] is not None:
+        print(
+            f"calibrated escalate_above {cal['escalate_above']:.3f} on {cal['fit_items']} items; held out "
+            f"({cal['held_out_items']}): accuracy {cal['held_out']['quality']:.3f} "
+            f"({cal['held_out_quality_ratio']:.1%} of the strong tier), cost saved {cal['held_out_cost_saved']:.1%}"
+        )
     for title, key in (("real tiers", "curve"), ("simulator", "simulated_curve")):
         print(f"-- cascade, {title}")
         report_curve(result[key])
     u = result["uncertainty"]
     print(
-        f"AUROC(kv-small wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
+        f"AUROC(cheap tier wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
         f"{u['auroc_logistic_mix_5fold']:.3f}  random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f})"
     )
     print("  components: " + "  ".join(f"{c} {u['auroc_' + c]:.3f}" for c in COMPONENTS))

@@ -6,6 +6,10 @@ for tests that deploy an app of their own beside it.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,3 +59,28 @@ def deployed(data: dict):
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", http)
     finally:
         lifecycle.undeploy(spec.name)
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PRETRAINED_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
+
+
+def doc_examples(pretrained: bool) -> list[tuple[str, str]]:
+    """(name, code) of every ```python block in README.md and docs/*.md that names a
+    pretrained model (served by demo.yaml) or, with `pretrained` false, none (served
+    by kv-tiers.yaml). Code not meant to run goes in a fence without the `python` tag."""
+    blocks = [
+        (f"{doc.relative_to(ROOT).as_posix()}:{i}", code)
+        for doc in DOCS
+        for i, code in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S))
+    ]
+    return [(name, code) for name, code in blocks if any(m in code for m in PRETRAINED_MODELS) == pretrained]
+
+
+def run_doc_example(deployment: Deployment, code: str) -> None:
+    """Runs one example against `deployment`; each shows the deployment answering:
+    gRPC blocks print the health status, the OpenAI-client block the retrieved code."""
+    env = {**os.environ, "SHARDLINE_TARGET": deployment.target, "SHARDLINE_HTTP_URL": deployment.http_url}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert ("4 8 2 1" if "import openai" in code else "SERVING") in run.stdout, run.stdout[-2000:]

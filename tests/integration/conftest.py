@@ -24,9 +24,9 @@ from shardline.spec import load_spec, validate_spec
 
 APP = "shardline-it"
 PRETRAINED_APP = "shardline-pretrained-it"
-SPARE_CPUS = 18
-"""Logical CPUs beside the session deployment for `pretrained` (6) and the apps tests
-deploy themselves (`deployed`): reservations, not cores."""
+SPARE_CPUS = 12
+"""Logical CPUs beside the session deployment for the apps tests deploy themselves
+(`pretrained`, `deployed`): reservations, not cores."""
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +71,11 @@ def deployment(ray_cluster, tmp_path_factory) -> Deployment:
         lifecycle.undeploy(APP)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pretrained(ray_cluster) -> Deployment:
     """deployments/demo.yaml: the real pretrained models (Gemma 3 270M at TP=2,
-    SmolLM2-135M-Instruct), verified against the manifest `make models` signed."""
+    SmolLM2-135M-Instruct), verified against the manifest `make models` signed.
+    Per module: three more engines stay up only while the module that needs them runs."""
     cache = ROOT / ".cache" / "models"
     prepare_pretrained(cache)
     data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())

@@ -7,7 +7,10 @@ answers a reader can check.
 import openai
 import pytest
 
+from live import doc_examples, run_doc_example
+
 pytestmark = pytest.mark.integration
+BLOCKS = doc_examples(pretrained=True)
 
 
 def test_the_base_model_at_tp2_answers_a_fact_and_continues_a_sequence(pretrained):
@@ -35,3 +38,8 @@ def test_the_instruct_model_chats_with_its_own_template(pretrained):
     # SmolLM2's template wraps the turn in <|im_start|>/<|im_end|> and a system turn:
     # far more tokens than the 7 of the question alone.
     assert reply.usage.prompt_tokens > 20
+
+
+@pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
+def test_doc_example_on_the_pretrained_models_runs(pretrained, code):
+    run_doc_example(pretrained, code)

@@ -71,7 +71,7 @@ def stream_to_terminal(client: Client, model: str, item: questions.Item) -> Stre
 
     start = time.perf_counter()
     ttft, tokens, text, last = None, 0, [], None
-    say(f"\n[{model}] ...{printable(item.prompt[-70:])}", end="")
+    say(f"\n[{model}] ...{printable(' '.join(item.prompt.split())[-70:])}", end="")
     call = client.stream(model, item.prompt, tenant="demo", **ANSWER_SAMPLING)
     for chunk in call:
         if ttft is None and chunk.token_ids:
