@@ -15,12 +15,12 @@ import ray
 import yaml
 from ray import serve
 
-from live import DEPLOY_TIMEOUT_S, ROOT, Deployment
+from live import ROOT, Deployment, deployed
 from shardline.models.pretrained import prepare_pretrained, signing_public_key
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
-from shardline.spec import load_spec, validate_spec
+from shardline.spec import load_spec
 
 APP = "shardline-it"
 PRETRAINED_APP = "shardline-pretrained-it"
@@ -63,12 +63,8 @@ def deployment(ray_cluster, tmp_path_factory) -> Deployment:
         copy = shutil.copytree(ROOT / model["path"], signed / model["name"])
         sign_model(copy, signed / "signing.key")
         model.update(path=str(copy), integrity={"public_key": public})
-    spec = validate_spec(data)
-    try:
-        endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
-    finally:
-        lifecycle.undeploy(APP)
+    with deployed(data) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +78,5 @@ def pretrained(ray_cluster) -> Deployment:
     data.update(name=PRETRAINED_APP, router={**data["router"], "port": 0, "http_port": 0})
     for model in data["models"]:
         model.update(path=str(ROOT / model["path"]), integrity={"public_key": signing_public_key(cache)})
-    spec = validate_spec(data)
-    try:
-        endpoint = lifecycle.deploy(spec, DEPLOY_TIMEOUT_S)
-        yield Deployment(spec, f"127.0.0.1:{endpoint.port}", f"http://127.0.0.1:{endpoint.http_port}/v1")
-    finally:
-        lifecycle.undeploy(PRETRAINED_APP)
+    with deployed(data) as live:
+        yield live
