@@ -98,6 +98,16 @@ def test_values_spec_is_deployed_with_only_placement_resources_added(rendered):
     del deployed["router"]["custom"]
     if (values.get("auth") or {}).get("existingSecret"):
         assert deployed["router"].pop("auth") == {"tokens_file": "/etc/shardline/auth/tokens"}
+    # telemetry: the chart's default metrics ports under the given ones, plus the otel
+    # values (tests/helm/test_observability.py checks what they become).
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["spec"]["telemetry"]
+    telemetry = deployed.pop("telemetry")
+    assert telemetry.items() >= {**defaults, **given.get("telemetry", {})}.items()
+    assert set(telemetry) - set(defaults) - set(given.get("telemetry", {})) <= {
+        "exporter",
+        "otlp_endpoint",
+        "service_name",
+    }
     assert deployed["models"] == given["models"]
     assert deployed["router"] == given.get("router", {"port": 50051})
 
@@ -171,7 +181,9 @@ def test_network_policies_keep_ray_ports_to_the_release():
     operator = policies["demo-shardline-operator"]
     assert operator["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "head"
     assert {p["port"] for p in operator["ingress"][0]["ports"]} == {8265, 52365}
-    assert policies["demo-shardline-metrics"]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    metrics_ports = policies["demo-shardline-metrics"]["ingress"][0]["ports"]
+    assert {p["port"] for p in metrics_ports} == {8080, 9100, 9200}  # Ray's, the router's, the replicas'
+    assert {p["protocol"] for p in metrics_ports} == {"TCP"}
 
 
 def test_auth_tokens_come_from_a_secret_and_otel_endpoint_from_values():
@@ -179,8 +191,11 @@ def test_auth_tokens_come_from_a_secret_and_otel_endpoint_from_values():
     router = worker_groups(rayservice(objects))["router"]["template"]["spec"]
     assert router["volumes"][1]["secret"]["secretName"] == "shardline-tokens"
     assert deployed_spec(objects)["router"]["auth"]["tokens_file"] == "/etc/shardline/auth/tokens"
-    env = {e["name"]: e["value"] for e in router["containers"][0]["env"]}
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+    telemetry = deployed_spec(objects)["telemetry"]
+    assert (telemetry["exporter"], telemetry["otlp_endpoint"]) == (
+        "otlp-grpc",
+        "http://otel-collector.observability:4317",
+    )
     (monitor,) = by_kind(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
