@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 
 import helm_python as helm
 import jsonschema
@@ -277,3 +278,18 @@ def _documented(lines, i):
             return True
         j -= 1
     return False
+
+
+def test_default_image_is_the_one_make_image_tags():
+    """`make image` tags `<IMAGE>:<pyproject version>-cpu`; the chart's pods run it by default."""
+    names = subprocess.run(["make", "-s", "image-names"], cwd=CHART.parents[1], capture_output=True, text=True)
+    cpu, _gpu = names.stdout.split()
+    spec = rayservice(render())["spec"]["rayClusterConfig"]
+    images = {
+        c["image"]
+        for g in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        for c in g["template"]["spec"]["containers"]
+    }
+    assert images == {cpu}
+    chosen = rayservice(render({"image": {"tag": "0.1.0-gpu"}}))["spec"]["rayClusterConfig"]["headGroupSpec"]
+    assert chosen["template"]["spec"]["containers"][0]["image"] == cpu.replace("-cpu", "-gpu")

@@ -71,8 +71,13 @@ tolerations:
 {{- end -}}
 
 {{- define "shardline.image" -}}
-image: {{ printf "%s:%s" .Values.image.repository .Values.image.tag | quote }}
+image: {{ include "shardline.imageRef" . | quote }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* The image: `image.tag`, or `<appVersion>-cpu`, the tag `make image` builds. */}}
+{{- define "shardline.imageRef" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default (printf "%s-cpu" .Chart.AppVersion)) -}}
 {{- end -}}

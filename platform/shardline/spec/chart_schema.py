@@ -41,7 +41,7 @@ def chart_properties() -> dict[str, Any]:
         "image": closed(
             {
                 "repository": string(minLength=1),
-                "tag": string(minLength=1),
+                "tag": string(pattern=r"^$|^[\w][\w.-]{0,127}$"),
                 "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
             }
         ),
