@@ -6,7 +6,8 @@ MODELS := .cache/models
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install models train-models demo lint test test-unit drills protos schema engine-args bench clean
+.PHONY: install models train-models demo lint test test-unit drills protos schema engine-args bench clean \
+	image image-gpu image-names image-push image-push-gpu
 
 install: $(STAMP)
 
@@ -59,6 +60,30 @@ engine-args: $(STAMP)
 
 bench: models
 	$(BIN)/python bench/serving.py deployments/bench-tp1.yaml
+
+# Container images (image/Containerfile.*), with podman or docker, whichever is here.
+# The tag is pyproject's version plus the engine: the Helm chart's default image is
+# $(IMAGE):<its appVersion>-cpu, the CPU one (tests/unit/test_image.py keeps them equal).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ghcr.io/shardline/shardline
+CONTAINER ?= $(shell command -v podman || command -v docker)
+BUILD_ARGS ?=
+
+image:
+	$(CONTAINER) build -f image/Containerfile.cpu $(BUILD_ARGS) -t $(IMAGE):$(VERSION)-cpu .
+
+image-gpu:
+	$(CONTAINER) build -f image/Containerfile.gpu $(BUILD_ARGS) -t $(IMAGE):$(VERSION)-gpu .
+
+image-names:
+	@echo $(IMAGE):$(VERSION)-cpu $(IMAGE):$(VERSION)-gpu
+
+# `$(CONTAINER) login ghcr.io` (or your registry) first; IMAGE=registry/name to push elsewhere.
+image-push:
+	$(CONTAINER) push $(IMAGE):$(VERSION)-cpu
+
+image-push-gpu:
+	$(CONTAINER) push $(IMAGE):$(VERSION)-gpu
 
 clean:
 	rm -rf $(VENV) .cache

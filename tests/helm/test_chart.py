@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 
 import helm_python as helm
 import jsonschema
@@ -98,6 +99,16 @@ def test_values_spec_is_deployed_with_only_placement_resources_added(rendered):
     del deployed["router"]["custom"]
     if (values.get("auth") or {}).get("existingSecret"):
         assert deployed["router"].pop("auth") == {"tokens_file": "/etc/shardline/auth/tokens"}
+    # telemetry: the chart's default metrics ports under the given ones, plus the otel
+    # values (tests/helm/test_observability.py checks what they become).
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["spec"]["telemetry"]
+    telemetry = deployed.pop("telemetry")
+    assert telemetry.items() >= {**defaults, **given.get("telemetry", {})}.items()
+    assert set(telemetry) - set(defaults) - set(given.get("telemetry", {})) <= {
+        "exporter",
+        "otlp_endpoint",
+        "service_name",
+    }
     assert deployed["models"] == given["models"]
     assert deployed["router"] == given.get("router", {"port": 50051})
 
@@ -171,7 +182,9 @@ def test_network_policies_keep_ray_ports_to_the_release():
     operator = policies["demo-shardline-operator"]
     assert operator["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "head"
     assert {p["port"] for p in operator["ingress"][0]["ports"]} == {8265, 52365}
-    assert policies["demo-shardline-metrics"]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    metrics_ports = policies["demo-shardline-metrics"]["ingress"][0]["ports"]
+    assert {p["port"] for p in metrics_ports} == {8080, 9100, 9200}  # Ray's, the router's, the replicas'
+    assert {p["protocol"] for p in metrics_ports} == {"TCP"}
 
 
 def test_auth_tokens_come_from_a_secret_and_otel_endpoint_from_values():
@@ -179,8 +192,11 @@ def test_auth_tokens_come_from_a_secret_and_otel_endpoint_from_values():
     router = worker_groups(rayservice(objects))["router"]["template"]["spec"]
     assert router["volumes"][1]["secret"]["secretName"] == "shardline-tokens"
     assert deployed_spec(objects)["router"]["auth"]["tokens_file"] == "/etc/shardline/auth/tokens"
-    env = {e["name"]: e["value"] for e in router["containers"][0]["env"]}
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+    telemetry = deployed_spec(objects)["telemetry"]
+    assert (telemetry["exporter"], telemetry["otlp_endpoint"]) == (
+        "otlp-grpc",
+        "http://otel-collector.observability:4317",
+    )
     (monitor,) = by_kind(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
@@ -262,3 +278,18 @@ def _documented(lines, i):
             return True
         j -= 1
     return False
+
+
+def test_default_image_is_the_one_make_image_tags():
+    """`make image` tags `<IMAGE>:<pyproject version>-cpu`; the chart's pods run it by default."""
+    names = subprocess.run(["make", "-s", "image-names"], cwd=CHART.parents[1], capture_output=True, text=True)
+    cpu, _gpu = names.stdout.split()
+    spec = rayservice(render())["spec"]["rayClusterConfig"]
+    images = {
+        c["image"]
+        for g in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        for c in g["template"]["spec"]["containers"]
+    }
+    assert images == {cpu}
+    chosen = rayservice(render({"image": {"tag": "0.1.0-gpu"}}))["spec"]["rayClusterConfig"]["headGroupSpec"]
+    assert chosen["template"]["spec"]["containers"][0]["image"] == cpu.replace("-cpu", "-gpu")

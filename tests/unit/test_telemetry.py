@@ -96,3 +96,24 @@ def test_shardline_trace_prints_the_last_tree(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"trace {tid}") and attr.REPLICA_SPAN in out
     assert main(["trace", "--spec", str(spec)]) == 2  # neither an id nor --last
+
+
+def test_metrics_ports_stay_apart_and_in_range():
+    with pytest.raises(SpecError, match=r"metrics_port \(9466\) is inside the replicas' ports 9465..9472"):
+        make_spec(telemetry={"metrics_port": 9466, "replica_metrics_port": 9465})
+    with pytest.raises(SpecError, match=r"replica_metrics_port \(65530\) \+ replica_metrics_ports \(8\) passes"):
+        make_spec(telemetry={"replica_metrics_port": 65530})
+    make_spec(telemetry={"metrics_port": 9464, "replica_metrics_port": 9465})
+
+
+def test_service_name_comes_from_the_spec_and_kubernetes_attributes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.pod.name=p-1,k8s.node.name=n-2")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "ignored")
+    resource = process_resource("replica", make_spec(telemetry={"service_name": "chat"}).telemetry.service_name)
+    a = resource.attributes
+    assert (a[attr.SERVICE_NAME], a[attr.PROCESS_ROLE], a["k8s.pod.name"], a["k8s.node.name"]) == (
+        "chat",
+        "replica",
+        "p-1",
+        "n-2",
+    )

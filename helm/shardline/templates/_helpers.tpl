@@ -35,14 +35,20 @@ JSON is single-quoted (the form KubeRay itself writes). */}}
 {{- printf "'%s'" (toJson .) | quote -}}
 {{- end -}}
 
-{{/* Environment shared by every Ray container. */}}
+{{/* Environment shared by every Ray container: where a span or metric comes from,
+from the downward API, as OTEL_RESOURCE_ATTRIBUTES (every OpenTelemetry SDK in the pod
+reads it; Shardline's processes add service.name from spec.telemetry). */}}
 {{- define "shardline.env" -}}
+- name: K8S_POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: K8S_NAMESPACE_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- name: K8S_NODE_NAME
+  valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.pod.name=$(K8S_POD_NAME),k8s.namespace.name=$(K8S_NAMESPACE_NAME),k8s.node.name=$(K8S_NODE_NAME),service.instance.id=$(K8S_POD_NAME)"
 - name: OTEL_SERVICE_NAME
   value: {{ .Values.otel.serviceName | quote }}
-{{- with .Values.otel.endpoint }}
-- name: OTEL_EXPORTER_OTLP_ENDPOINT
-  value: {{ . | quote }}
-{{- end }}
 {{- end -}}
 
 {{/* Pod-level settings shared by every Ray pod (head, router, engines). */}}
@@ -65,8 +71,13 @@ tolerations:
 {{- end -}}
 
 {{- define "shardline.image" -}}
-image: {{ printf "%s:%s" .Values.image.repository .Values.image.tag | quote }}
+image: {{ include "shardline.imageRef" . | quote }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* The image: `image.tag`, or `<appVersion>-cpu`, the tag `make image` builds. */}}
+{{- define "shardline.imageRef" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default (printf "%s-cpu" .Chart.AppVersion)) -}}
 {{- end -}}

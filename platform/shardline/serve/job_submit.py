@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shardline.errors import ShardlineError
+from shardline.serve import ray_auth
 from shardline.spec import load_spec
 
 UPLOAD_EXCLUDES = [".git", ".venv", ".cache", "**/__pycache__"]
@@ -43,11 +44,17 @@ def submit(spec_path: str, address: str, working_dir: str, timeout_s: float, log
     entrypoint = up_entrypoint(spec_path, working_dir, timeout_s)
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(address)
-    job_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={"working_dir": working_dir, "excludes": UPLOAD_EXCLUDES},
-    )
+    sent_token = ray_auth.use_token_if_available()  # the SDK sends it only in token mode
+    try:
+        client = JobSubmissionClient(address)
+        job_id = client.submit_job(
+            entrypoint=entrypoint,
+            runtime_env={"working_dir": working_dir, "excludes": UPLOAD_EXCLUDES},
+        )
+    except Exception as exc:
+        if ray_auth.is_auth_failure(exc):
+            raise ray_auth.auth_failure(address, sent_token) from None
+        raise
     log(f"submitted {job_id}: {entrypoint}\n")
     asyncio.run(_tail(client, job_id, log))
     info = client.get_job_info(job_id)

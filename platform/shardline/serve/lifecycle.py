@@ -17,6 +17,7 @@ import ray
 from ray import serve
 
 from shardline.errors import ShardlineError
+from shardline.serve import ray_auth
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
 from shardline.serve.deployment_handles import enum_value, running_replicas
 from shardline.spec.deployment import DeploymentSpec
@@ -58,7 +59,7 @@ def connect(address: str | None, spec: DeploymentSpec | None = None, spare_cpus:
     address = address or os.environ.get("RAY_ADDRESS")
     quiet = {"logging_level": "WARNING", "log_to_driver": False, "include_dashboard": False}
     if address:
-        ray.init(address=address, **quiet)
+        _join(address, **quiet)
         return False
     # Logical CPUs are reservations, not cores: the engine bundles must fit even
     # on a 2-core machine, where workers share cores through OpenMP binding.
@@ -71,7 +72,19 @@ def connect(address: str | None, spec: DeploymentSpec | None = None, spare_cpus:
 
 def attach(address: str | None) -> None:
     """Join an existing cluster: `address`, RAY_ADDRESS, or the local one ("auto")."""
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level="WARNING", log_to_driver=False)
+    _join(address or os.environ.get("RAY_ADDRESS") or "auto", logging_level="WARNING", log_to_driver=False)
+
+
+def _join(address: str, **init_args) -> None:
+    """`ray.init(address)` that sends Ray's auth token when one is available (see
+    serve/ray_auth.py), and says in one line what to run when the cluster refuses us."""
+    sent_token = ray_auth.use_token_if_available()
+    try:
+        ray.init(address=address, **init_args)
+    except (ConnectionError, RuntimeError) as exc:
+        if ray_auth.is_auth_failure(exc):
+            raise ray_auth.auth_failure(address, sent_token) from None
+        raise
 
 
 def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -> Endpoint:

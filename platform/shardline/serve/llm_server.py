@@ -30,7 +30,7 @@ from shardline.errors import DeadlineExceeded, EngineFailure, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.serve.coalesce import coalesce
 from shardline.spec.deployment import ModelSpec, TelemetrySpec
-from shardline.telemetry.metrics import serve_metrics
+from shardline.telemetry.metrics import serve_replica_metrics
 from shardline.telemetry.requests import replica_label, replica_request
 from shardline.telemetry.tracing import flush_tracing, setup_tracing
 
@@ -158,4 +158,4 @@ def _start_telemetry(telemetry: TelemetrySpec | None) -> int | None:
     if telemetry is None:
         return None
     setup_tracing(telemetry, "replica")
-    return serve_metrics(0) if telemetry.metrics else None
+    return serve_replica_metrics(telemetry)

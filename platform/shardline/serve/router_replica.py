@@ -26,15 +26,14 @@ from ray.serve.handle import DeploymentHandle
 from shardline.router.server import DrainReport, RouterServer
 from shardline.serve.deployment_handles import ServeBackend
 from shardline.spec.deployment import DeploymentSpec
-from shardline.telemetry.metrics import serve_metrics
+from shardline.telemetry.metrics import serve_router_metrics
 from shardline.telemetry.tracing import flush_tracing, setup_tracing
 
 
 class RouterReplica:
     async def __init__(self, spec: DeploymentSpec, handles: dict[str, DeploymentHandle]):
         setup_tracing(spec.telemetry, "router")
-        t = spec.telemetry
-        self._metrics_port = serve_metrics(t.metrics_port) if t.metrics else None
+        self._metrics_port = serve_router_metrics(spec.telemetry)
         self._drain_timeout_s = spec.rollout.drain_timeout_s
         self._server = RouterServer(spec, ServeBackend(spec.name, handles))
         self._drain: asyncio.Task[DrainReport] | None = None

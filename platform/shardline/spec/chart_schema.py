@@ -41,7 +41,7 @@ def chart_properties() -> dict[str, Any]:
         "image": closed(
             {
                 "repository": string(minLength=1),
-                "tag": string(minLength=1),
+                "tag": string(pattern=r"^$|^[\w][\w.-]{0,127}$"),
                 "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
             }
         ),
@@ -62,11 +62,17 @@ def chart_properties() -> dict[str, Any]:
         ),
         "engine": closed({"memory": QUANTITY, "shmSize": QUANTITY, "gpuResource": string(minLength=1)}),
         "modelVolume": closed({"claimName": K8S_NAME, "mountPath": string(pattern=r"^/")}),
-        "otel": closed({"endpoint": string(pattern=r"^$|^https?://"), "serviceName": string(minLength=1)}),
+        "otel": closed(
+            {
+                "endpoint": string(pattern=r"^$|^https?://"),
+                "protocol": string(enum=["grpc", "http"]),
+                "serviceName": string(minLength=1, maxLength=128),
+            }
+        ),
         "auth": closed({"existingSecret": K8S_NAME, "key": string(pattern=r"^[-._a-zA-Z0-9]+$")}),
         "metrics": closed(
             {
-                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "rayPort": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "serviceMonitor": closed(
                     {
                         "enabled": {"type": "boolean"},

@@ -353,14 +353,40 @@ class TelemetrySpec(StrictModel):
     """Record prompt and completion text on spans. Off: they may hold personal data."""
     metrics: bool = True
     """Serve Prometheus metrics from the router and every replica."""
+    service_name: str = Field("shardline", min_length=1, max_length=128)
+    """`service.name` of the spans the router and the replicas emit (the Helm chart sets
+    it from `otel.serviceName`). Which process made a span is `shardline.process.role`;
+    pod, node and namespace come from OTEL_RESOURCE_ATTRIBUTES, which the chart sets."""
     metrics_port: int = Field(0, ge=0, le=65535)
     """The router's Prometheus port; 0 picks a free one (`shardline status` shows it).
-    Replicas always pick a free port, since several may share a node."""
+    Fixed, it is what a scraper is pointed at (the Helm chart's ServiceMonitor); then
+    only one router replica fits on a node (the chart puts each on its own pod)."""
+    replica_metrics_port: int = Field(0, ge=0, le=65535)
+    """The first Prometheus port of the engine replicas on a node; 0: each replica picks
+    a free port (`LLMServer.metrics_endpoint()` tells which). Fixed, a replica binds the
+    first free port of `replica_metrics_port` .. `+ replica_metrics_ports - 1`: several
+    replicas can share a node, so the first one started there gets the base port, the
+    next one base + 1, and so on (the chart runs one replica per pod: always the base)."""
+    replica_metrics_ports: int = Field(8, ge=1, le=1024)
+    """How many consecutive ports from `replica_metrics_port` the replicas of one node may
+    use. A replica that finds all of them taken fails to start, with a message saying so."""
 
     @field_validator("trace_dir")
     @classmethod
     def _absolute_dir(cls, value: str) -> str:
         return os.path.abspath(os.path.expanduser(value))
+
+    @model_validator(mode="after")
+    def _metrics_ports_apart(self) -> TelemetrySpec:
+        base, count = self.replica_metrics_port, self.replica_metrics_ports
+        if base and base + count - 1 > 65535:
+            raise ValueError(f"replica_metrics_port ({base}) + replica_metrics_ports ({count}) passes port 65535")
+        if base and base <= self.metrics_port < base + count:
+            raise ValueError(
+                f"metrics_port ({self.metrics_port}) is inside the replicas' ports "
+                f"{base}..{base + count - 1} (replica_metrics_port, replica_metrics_ports)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _endpoint_for_otlp(self) -> TelemetrySpec:

@@ -1,7 +1,8 @@
 """Prometheus metrics: every metric Shardline exports, defined in one place.
 
 Each process (router replica, LLM replica) serves the default registry on its
-own port (`serve_metrics`); an LLM replica's registry also holds vLLM's own
+own port (`serve_router_metrics`, `serve_replica_metrics`: fixed ports from
+`spec.telemetry`, or free ones); an LLM replica's registry also holds vLLM's own
 `vllm:*` metrics (e.g. `vllm:num_requests_waiting`, the engine's queue). Model
 labels are set only after admission checked the name, so clients cannot grow
 label sets without bound.
@@ -9,7 +10,12 @@ label sets without bound.
 
 from __future__ import annotations
 
+import errno
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from shardline.errors import ShardlineError
+from shardline.spec.deployment import TelemetrySpec
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 INTER_TOKEN_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
@@ -68,3 +74,44 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> int:
     """Serve this process's registry over HTTP (`/metrics`); returns the bound port."""
     server, _thread = start_http_server(port, addr=host)
     return server.server_port
+
+
+class MetricsPortsTaken(ShardlineError):
+    """Every port an engine replica may serve metrics on is taken on this node."""
+
+
+def router_metrics_port(telemetry: TelemetrySpec) -> int:
+    """The port a router replica binds (0: a free one)."""
+    return telemetry.metrics_port
+
+
+def replica_metrics_ports(telemetry: TelemetrySpec) -> range:
+    """The ports an engine replica tries, in order; empty: a free one."""
+    base = telemetry.replica_metrics_port
+    return range(base, base + telemetry.replica_metrics_ports) if base else range(0)
+
+
+def serve_router_metrics(telemetry: TelemetrySpec) -> int | None:
+    """The router's endpoint (`router_metrics_port`); None when metrics are off."""
+    return serve_metrics(router_metrics_port(telemetry)) if telemetry.metrics else None
+
+
+def serve_replica_metrics(telemetry: TelemetrySpec) -> int | None:
+    """An engine replica's endpoint: the first free port of `replica_metrics_ports`
+    (several replicas may share a node), or any free port when none is fixed."""
+    if not telemetry.metrics:
+        return None
+    candidates = replica_metrics_ports(telemetry)
+    if not candidates:
+        return serve_metrics(0)
+    for port in candidates:
+        try:
+            return serve_metrics(port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise MetricsPortsTaken(
+        f"replica metrics: ports {candidates[0]}..{candidates[-1]} are all in use on this node "
+        f"(telemetry.replica_metrics_port {candidates[0]}, replica_metrics_ports {len(candidates)}); "
+        "more replicas share the node than there are ports: raise replica_metrics_ports"
+    )

@@ -44,7 +44,7 @@ def setup_tracing(telemetry: TelemetrySpec, role: str) -> bool:
         return False
     if _configured is not None:
         return True
-    provider = TracerProvider(resource=process_resource(role))
+    provider = TracerProvider(resource=process_resource(role, telemetry.service_name))
     provider.add_span_processor(BatchSpanProcessor(span_exporter(telemetry), schedule_delay_millis=EXPORT_DELAY_MS))
     trace.set_tracer_provider(provider)
     atexit.register(provider.shutdown)
@@ -79,11 +79,15 @@ def span_exporter(telemetry: TelemetrySpec) -> SpanExporter:
     return FileSpanExporter(telemetry.trace_dir)
 
 
-def process_resource(role: str) -> Resource:
-    """Who emitted a span: role, process and Ray node (so a trace shows the hops)."""
+def process_resource(role: str, service_name: str = "shardline") -> Resource:
+    """Who emitted a span: the deployment's service, the role, process and Ray node (so a
+    trace shows the hops). `Resource.create` also merges OTEL_RESOURCE_ATTRIBUTES: on
+    Kubernetes the Helm chart sets the pod, node and namespace there (downward API), so a
+    collector can group spans by them. `service.name` is set here from the spec, which
+    therefore wins over OTEL_SERVICE_NAME."""
     return Resource.create(
         {
-            attr.SERVICE_NAME: f"shardline-{role}",
+            attr.SERVICE_NAME: service_name,
             attr.PROCESS_ROLE: role,
             attr.PROCESS_PID: os.getpid(),
             attr.HOST_NAME: socket.gethostname(),
