@@ -45,8 +45,8 @@ class RouterReplica:
             "host": ray.util.get_node_ip_address(),
             "port": self._server.port,
             "http_port": self._server.http_port,
-            "in_flight": self._server.servicer.in_flight,
-            "model_in_flight": dict(self._server.servicer.pipeline.capacity.in_flight),
+            "in_flight": self._server.pipeline.in_flight,
+            "model_in_flight": dict(self._server.pipeline.capacity.in_flight),
             "metrics_port": self._metrics_port,
         }
 
