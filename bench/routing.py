@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import random
 import statistics
@@ -72,6 +73,17 @@ def spec_for(arm: str, model_path: str, replicas: int):
             "telemetry": {"exporter": "off"},
         }
     )
+
+
+def unavailable(arm: str) -> str:
+    """Why `arm` cannot run here ("" when it can)."""
+    if arm != "ray_prefix":
+        return ""
+    try:  # Ray Serve LLM's package imports pyarrow (its cloud filesystems), not a Shardline dependency
+        importlib.import_module(RAY_PREFIX_ROUTER.rsplit(".", 1)[0])
+    except ImportError as exc:
+        return f"{RAY_PREFIX_ROUTER} does not import: {exc} (pip install 'ray[llm]')"
+    return ""
 
 
 def deploy(arm: str, spec):
@@ -269,7 +281,10 @@ def main() -> None:
     from shardline.router.scorers import tokenizer as load_tokenizer
     from shardline.serve import lifecycle
 
-    arms = args.arms.split(",")
+    skipped = {arm: why for arm in args.arms.split(",") if (why := unavailable(arm))}
+    for arm, why in skipped.items():
+        print(f"arm {arm} skipped: {why}", flush=True)
+    arms = [arm for arm in args.arms.split(",") if arm not in skipped]
     order = [a for r in range(args.rounds) for a in (arms if r % 2 == 0 else arms[::-1])]
     tokenizer = load_tokenizer(str(Path(args.model) / "tokenizer.json"))
     results: dict[str, dict] = {}
@@ -295,7 +310,7 @@ def main() -> None:
     print(table(results))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = {"args": vars(args), "block_tokens": block, "results": results, "runs": runs}
+    data = {"args": vars(args), "block_tokens": block, "results": results, "runs": runs, "skipped": skipped}
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {out}")
 
