@@ -38,6 +38,11 @@ class GenerationRequest:
     trace_context: dict[str, str] = field(default_factory=dict)
     """W3C trace headers (`traceparent`, `tracestate`) naming the caller's span, so
     the trace continues across Ray (see shardline.telemetry)."""
+    prefix_blocks: tuple[int, ...] = ()
+    """The prompt's leading blocks as chained hashes (policies/routing/blocks.py), filled
+    by the router when the model routes by prompt: Serve's request router reads them."""
+    session: str = ""
+    """The client's session key (`x-shardline-session`), for session affinity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,10 @@ class GenerationDelta:
     """(start char, end char, NLL) per prompt token; first delta only, when asked."""
     raw_logits: bool = False
     """`logprobs` hold raw logits (engine run with logprobs_mode raw_logits)."""
+    cached_tokens: int = 0
+    """Prompt tokens the engine found in its prefix cache (not recomputed)."""
+    replica: str = ""
+    """The Serve replica that produced this delta (set on the final one)."""
 
     def merge(self, later: GenerationDelta) -> GenerationDelta:
         """One delta covering `self` then `later` (usage and finish come from `later`)."""
@@ -73,4 +82,6 @@ class GenerationDelta:
             logprobs=self.logprobs + later.logprobs,
             prompt_nll=self.prompt_nll + later.prompt_nll,
             raw_logits=later.raw_logits,
+            cached_tokens=later.cached_tokens,
+            replica=later.replica or self.replica,
         )

@@ -12,6 +12,10 @@ AUTHORIZATION = "authorization"
 BEARER = "Bearer "
 TENANT = "x-shardline-tenant"
 """Without `router.auth`, the tenant a request is metered under when its body names none."""
+SESSION = "x-shardline-session"
+"""The client's session key (gRPC metadata and HTTP header): with `routing.policy: session`,
+requests with the same key go to the same replica while it has room (its prefix cache
+holds the conversation so far)."""
 TRACE_ID = "shardline-trace-id"
 """The router's answer: the id of the request's trace (gRPC initial metadata, HTTP header)."""
 TOKENS_SENT_TRAILER = "shardline-tokens-sent"

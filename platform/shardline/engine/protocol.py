@@ -33,6 +33,10 @@ class EngineStats:
     unfinished_requests: int
     aborted_requests: int
     started_requests: int
+    prefix_cache_queries: int = 0
+    """Prompt tokens looked up in the engine's prefix cache (vLLM's own counter)."""
+    prefix_cache_hits: int = 0
+    """Of those, tokens found there (hit rate = hits / queries)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,7 @@ class VLLMEngine:
                     logprobs=token_logprobs(completion.token_ids, completion.logprobs, request.logprobs),
                     prompt_nll=prompt_nll(prompt_ids, offsets, out.prompt_logprobs) if first else [],
                     raw_logits=self._raw_logits,
+                    cached_tokens=out.num_cached_tokens or 0,
                 )
         except InvalidArgument:
             raise
@@ -146,6 +147,7 @@ class VLLMEngine:
             unfinished_requests=self._llm.output_processor.get_num_unfinished_requests(),
             aborted_requests=self._aborted,
             started_requests=self._started,
+            **prefix_cache_counts(),
         )
 
     def info(self) -> EngineInfo:
@@ -248,3 +250,23 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+PREFIX_CACHE_COUNTERS = {
+    "vllm:prefix_cache_queries": "prefix_cache_queries",
+    "vllm:prefix_cache_hits": "prefix_cache_hits",
+}
+
+
+def prefix_cache_counts() -> dict[str, int]:
+    """vLLM's prefix-cache counters (tokens queried, tokens hit) from this process's
+    Prometheus registry, where the engine's stat logger keeps them (the replica's
+    `/metrics` serves the same)."""
+    from prometheus_client import REGISTRY
+
+    counts = dict.fromkeys(PREFIX_CACHE_COUNTERS.values(), 0)
+    for family in REGISTRY.collect():
+        field = PREFIX_CACHE_COUNTERS.get(family.name)
+        if field:
+            counts[field] += int(sum(s.value for s in family.samples if s.name.endswith("_total")))
+    return counts

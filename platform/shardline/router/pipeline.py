@@ -39,6 +39,7 @@ from shardline.router import scorers
 from shardline.router.backend import Backend
 from shardline.router.capacity import Capacity, Held
 from shardline.router.metering import Metering
+from shardline.router.prompt_blocks import prompt_blocks
 from shardline.router.replica_call import ReplicaCaller, time_left
 from shardline.router.report import RequestReport
 from shardline.router.validation import admit, compression_options, tenant
@@ -86,15 +87,21 @@ class Pipeline:
         self._replicas.readiness(value)
 
     async def run(
-        self, request: pb.GenerateRequest, timeout_s: float, report: RequestReport, rpc: RouterRPC | None = None
+        self,
+        request: pb.GenerateRequest,
+        timeout_s: float,
+        report: RequestReport,
+        rpc: RouterRPC | None = None,
+        session: str = "",
     ) -> AsyncIterator[GenerationDelta]:
         """Every stage runs in its own span under the current one (the front door's
-        server span); `rpc`, when given, gets the admitted request and every delta."""
+        server span); `rpc`, when given, gets the admitted request and every delta.
+        `session`: the client's session key (`wire.SESSION`), for session affinity."""
         self._enter()
         held: Held | None = None
         try:
             with stage_span(attr.ADMISSION_SPAN):
-                generation = self.admission(request, timeout_s)
+                generation = self.admission(request, timeout_s, session)
                 held = self.capacity.take((t.name for t in self._metering.tiers(request.model)), self.ready)
             report.request_id, report.timeout_s = generation.request_id, generation.timeout_s
             if rpc:
@@ -121,8 +128,8 @@ class Pipeline:
             if held is not None:
                 self.capacity.give(held, finished=bool(report.answered_by))
 
-    def admission(self, request: pb.GenerateRequest, timeout_s: float) -> GenerationRequest:
-        generation = admit(request, self._spec, timeout_s)
+    def admission(self, request: pb.GenerateRequest, timeout_s: float, session: str = "") -> GenerationRequest:
+        generation = admit(request, self._spec, timeout_s, session)
         tiers = self._metering.tiers(request.model)
         missing = [t.name for t in tiers if not self.ready.get(t.name)]
         if missing:
@@ -182,7 +189,11 @@ class Pipeline:
         )
         for index, tier in enumerate(plan.tiers):
             last = index == len(plan.tiers) - 1
-            request = replace(base, timeout_s=time_left(deadline, generation.request_id))
+            request = replace(
+                base,
+                timeout_s=time_left(deadline, generation.request_id),
+                prefix_blocks=prompt_blocks(self._spec.model(tier.name), base.prompt),
+            )
             with stage_span(attr.CASCADE_ATTEMPT_SPAN, {attr.TIER: tier.name, attr.CASCADE_ATTEMPT: index}) as span:
                 async with aclosing(self.attempt(tier, request, last, report)) as stream:
                     async for delta in stream:

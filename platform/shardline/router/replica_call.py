@@ -64,6 +64,8 @@ class ReplicaCaller:
                         async for delta in stream:
                             delta = _continued(delta, already)
                             sent.extend(delta.token_ids)
+                            if delta.finish_reason is not None:
+                                _record_replica(span, model, delta)
                             yield delta
                 return
             except ReplicaLost as exc:
@@ -107,6 +109,14 @@ class ReplicaCaller:
                 stream = _first_unless(stream, self._none_ready[model], model)
             async for delta in _timed(stream, deadline, stall_s, model, request.request_id, timeout_s):
                 yield delta
+
+
+def _record_replica(span, model: str, final: GenerationDelta) -> None:
+    """Who answered and what its prefix cache held, as the replica itself reported."""
+    if not final.replica:
+        return
+    metrics.CACHED_PROMPT_TOKENS.labels(model, final.replica).inc(final.cached_tokens)
+    span.set_attributes({attr.REPLICA_ID: final.replica, attr.CACHED_TOKENS: final.cached_tokens})
 
 
 class _NoReadyReplica(ReplicaLost):

@@ -20,13 +20,25 @@ from shardline.spec.deployment import DeploymentSpec, ModelSpec
 
 
 @functools.cache
-def token_counter(tokenizer_path: str) -> TokenCounter:
+def tokenizer(tokenizer_path: str):
+    """The `tokenizers.Tokenizer` in `tokenizer_path`; None without that file."""
     if not os.path.isfile(tokenizer_path):
-        return whitespace_tokens
+        return None
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(tokenizer_path)
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+    return Tokenizer.from_file(tokenizer_path)
+
+
+def tokenizer_for(model: ModelSpec):
+    return tokenizer(os.path.join(model.path, "tokenizer.json"))
+
+
+@functools.cache
+def token_counter(tokenizer_path: str) -> TokenCounter:
+    found = tokenizer(tokenizer_path)
+    if found is None:
+        return whitespace_tokens
+    return lambda text: len(found.encode(text, add_special_tokens=False).ids)
 
 
 def counter_for(model: ModelSpec) -> TokenCounter:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import uuid
 
+from shardline import wire
 from shardline.errors import InvalidArgument, NotFound
 from shardline.generation import GenerationRequest
 from shardline.policies.compression import NONE, Options
@@ -27,13 +28,15 @@ MAX_TOP_K = 100_000
 MAX_TEMPERATURE = 2.0
 MAX_PROTECTED_SPANS = 256
 MAX_TENANT_CHARS = 64
+MAX_SESSION_BYTES = 256
 
 
-def admit(request: pb.GenerateRequest, spec: DeploymentSpec, timeout_s: float) -> GenerationRequest:
+def admit(request: pb.GenerateRequest, spec: DeploymentSpec, timeout_s: float, session: str = "") -> GenerationRequest:
     """Validate `request` against `spec`; raise InvalidArgument / NotFound."""
     limits = spec.router.limits
     _check_model(request.model, spec)
     _check_prompt(request.prompt, limits)
+    _check_session(session)
     s = request.sampling
     return GenerationRequest(
         request_id=_request_id(request.request_id),
@@ -46,6 +49,7 @@ def admit(request: pb.GenerateRequest, spec: DeploymentSpec, timeout_s: float) -
         seed=s.seed if s.HasField("seed") else None,
         ignore_eos=s.ignore_eos,
         timeout_s=timeout_s,
+        session=session,
     )
 
 
@@ -66,6 +70,12 @@ def _check_prompt(prompt: str, limits: RouterLimits) -> None:
     size = len(prompt.encode("utf-8", errors="surrogatepass"))
     if size > limits.max_prompt_bytes:
         raise InvalidArgument(f"prompt is {size} bytes; max_prompt_bytes is {limits.max_prompt_bytes}")
+
+
+def _check_session(session: str) -> None:
+    size = len(session.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_SESSION_BYTES:
+        raise InvalidArgument(f"session key ({wire.SESSION}) is {size} bytes; the limit is {MAX_SESSION_BYTES}")
 
 
 def _request_id(value: str) -> str:

@@ -96,8 +96,9 @@ def llm_deployment(model: ModelSpec, rollout: RolloutSpec = RolloutSpec(), route
         # has returned, so these bound steady-state checks, not start-up.
         health_check_period_s=model.health.period_s,
         health_check_timeout_s=model.health.timeout_s,
-        # The router's readiness follows the replica set Serve routes to (replica_set.py).
-        request_router_config=request_router_config(),
+        # Replica choice (routing.policy), and the router's readiness follows the
+        # replica set Serve routes to (replica_set.py).
+        request_router_config=request_router_config(model),
         **rollout_options(rollout),
         **scaling,
     )

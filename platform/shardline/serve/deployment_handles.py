@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from opentelemetry import trace
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
@@ -18,6 +19,8 @@ from ray.serve.handle import DeploymentHandle
 from shardline.errors import ReplicaLost, RequestError, ResourceExhausted, root_cause
 from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.serve.replica_counts import COUNTS
+from shardline.serve.routed import ROUTED
+from shardline.telemetry import attributes as attr
 
 
 def llm_deployment_name(model: str) -> str:
@@ -42,9 +45,12 @@ class ServeBackend:
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         responses = self._streams[model].generate.remote(request)
-        finished = False
+        finished, first = False, True
         try:
             async for delta in responses:
+                if first:  # Serve's request router has decided by now
+                    _record_routing(request.request_id)
+                    first = False
                 yield delta
             finished = True
         except BackPressureError as exc:  # Serve's bounded queue (serve/app.py); the router's limit is tighter
@@ -87,3 +93,20 @@ class ServeBackend:
             deployment = deployments.get(llm_deployment_name(model))
             ready[model] = running_replicas(deployment) if deployment else 0
         return ready
+
+
+def _record_routing(request_id: str) -> None:
+    """The request router's decision for this call (serve/routed.py) on the replica call's span."""
+    decision = ROUTED.pop(request_id)
+    span = trace.get_current_span()
+    if decision is None or not span.is_recording():
+        return
+    span.set_attributes(
+        {
+            attr.ROUTING_POLICY: decision.policy,
+            attr.ROUTING_REASON: decision.reason,
+            attr.ROUTING_REPLICA: decision.replica,
+            attr.ROUTING_MATCHED_BLOCKS: decision.matched_blocks,
+            attr.ROUTING_PROMPT_BLOCKS: decision.prompt_blocks,
+        }
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -94,6 +95,8 @@ class LLMServer:
             with replica_request(self._model.name, request, self._replica) as tracked:
                 async for delta in coalesce(self._engine.generate(tracked.request), interval, deadline):
                     self._deltas += 1
+                    if delta.finish_reason is not None:  # the router learns who served it
+                        delta = dataclasses.replace(delta, replica=self._replica)
                     tracked.delta(delta)
                     yield delta
         except TimeoutError:
@@ -137,6 +140,11 @@ class LLMServer:
 
     def stats(self) -> EngineStats:
         return self._engine.stats()
+
+    def record_routing_stats(self) -> dict[str, int]:
+        """Serve's per-replica stats hook (called every request_routing_stats_period_s and
+        on demand, replica_stats.py): what this replica's engine did, by its own counters."""
+        return dataclasses.asdict(self._engine.stats())
 
     def info(self) -> EngineInfo:
         return self._engine.info()

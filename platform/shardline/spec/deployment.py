@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from shardline.spec.base import StrictModel
 from shardline.spec.engine_args import check_engine_args
 from shardline.spec.policies import CompressionSpec, LatencyProfile, PoliciesSpec, TierCost
+from shardline.spec.routing import RoutingSpec, engine_block_tokens
 
 
 class Parallelism(StrictModel):
@@ -184,6 +185,8 @@ class ModelSpec(StrictModel):
     latency: LatencyProfile | None = None
     health: HealthSpec = Field(default_factory=HealthSpec)
     """Replica health checks: period, probe and Serve timeouts, router stall guard."""
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    """Which replica gets each request (default: Serve's power of two choices)."""
 
     @field_validator("path")
     @classmethod
@@ -205,6 +208,25 @@ class ModelSpec(StrictModel):
                 "is set: only the verified safetensors files may be loaded"
             )
         return self
+
+    @model_validator(mode="after")
+    def _routing_blocks_hold_engine_blocks(self) -> ModelSpec:
+        engine = self.engine_block_tokens
+        if self.routing.block_tokens is not None and self.routing.block_tokens < engine:
+            raise ValueError(
+                f"routing.block_tokens ({self.routing.block_tokens}) is smaller than the engine's block size "
+                f"({engine}): vLLM reuses only whole blocks, so smaller ones predict hits it cannot make"
+            )
+        return self
+
+    @property
+    def engine_block_tokens(self) -> int:
+        return engine_block_tokens(self.engine_args, self.resources.gpu > 0)
+
+    @property
+    def routing_block_tokens(self) -> int:
+        """Tokens per block the router hashes (routing.block_tokens, else the engine's)."""
+        return self.routing.block_tokens or self.engine_block_tokens
 
 
 class RouterLimits(StrictModel):

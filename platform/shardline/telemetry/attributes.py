@@ -54,6 +54,13 @@ TENANT = "shardline.tenant"
 COST = "shardline.cost"
 UNCERTAINTY = "shardline.uncertainty"
 CASCADE_ATTEMPT = "shardline.cascade.attempt"
+ROUTING_POLICY = "shardline.routing.policy"  # the model's routing.policy
+ROUTING_REASON = "shardline.routing.reason"  # why that replica: prefix, session, no_match, load_guard, ...
+ROUTING_REPLICA = "shardline.routing.replica"  # the replica the request router chose
+ROUTING_MATCHED_BLOCKS = "shardline.routing.matched_blocks"  # leading blocks it predicted that replica holds
+ROUTING_PROMPT_BLOCKS = "shardline.routing.prompt_blocks"  # whole blocks in the prompt
+REPLICA_ID = "shardline.replica.id"  # the replica that answered (its own report)
+CACHED_TOKENS = "shardline.replica.cached_tokens"  # prompt tokens its engine found in the prefix cache
 REPLICA_ATTEMPT = "shardline.replica.attempt"  # 0, then 1, 2, ... for retries after a replica died
 
 # Resource attributes (one set per process)

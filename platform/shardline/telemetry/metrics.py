@@ -63,6 +63,29 @@ OVERLOAD_REJECTIONS = Counter(
     ["model"],
 )
 MODEL_IN_FLIGHT = Gauge("shardline_model_in_flight", "Requests in flight per model at this router", ["model"])
+ROUTING_DECISIONS = Counter(
+    "shardline_routing_decisions",
+    "Replica choices by Serve's request router in this process: the policy, why (reason: "
+    "prefix, session, no_match, load_guard, least_loaded) and the replica chosen",
+    ["model", "policy", "reason", "replica"],
+)
+ROUTING_MATCHED_BLOCKS = Histogram(
+    "shardline_routing_matched_blocks",
+    "Leading prompt blocks the router predicted the chosen replica holds in its prefix cache",
+    ["model", "policy"],
+    buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+ROUTING_PREDICTED_HIT = Histogram(
+    "shardline_routing_predicted_hit_ratio",
+    "Predicted matched blocks over the prompt's whole blocks, per routed request",
+    ["model", "policy"],
+    buckets=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+CACHED_PROMPT_TOKENS = Counter(
+    "shardline_cached_prompt_tokens",
+    "Prompt tokens the engines reported served from their prefix cache (finished replica calls)",
+    ["model", "replica"],
+)
 RETRIES = Counter(
     "shardline_replica_retries",
     "Replica calls repeated after a replica died (kind: retry or resume)",

@@ -109,7 +109,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             tenant = _tenant(request, context)
             if tenant != request.tenant:
                 request = _with_tenant(request, tenant)
-            async with aclosing(self._pipeline.run(request, self._timeout(context), report, rpc)) as stream:
+            session = _metadata(context).get(wire.SESSION, "")
+            stream = self._pipeline.run(request, self._timeout(context), report, rpc, session)
+            async with aclosing(stream) as stream:
                 async for delta in stream:
                     yield delta
 
@@ -131,9 +133,12 @@ def _chunk(report: RequestReport, delta: GenerationDelta) -> pb.GenerateChunk:
     )
 
 
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return dict(context.invocation_metadata() or ())
+
+
 def _tenant(request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> str:
-    metadata = dict(context.invocation_metadata() or ())
-    return resolve_tenant(request.tenant, metadata.get(wire.TENANT, ""))
+    return resolve_tenant(request.tenant, _metadata(context).get(wire.TENANT, ""))
 
 
 def _with_tenant(request: pb.GenerateRequest, tenant: str) -> pb.GenerateRequest:

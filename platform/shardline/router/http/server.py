@@ -150,7 +150,8 @@ class HttpServer:
         report = RequestReport()
         shape = openai_api.Shape(chat, body.model, report)
         async with self._traced(request) as rpc:
-            stream = self._pipeline.run(proto, self._spec.router.limits.default_deadline_s, report, rpc)
+            session = _text_header(request, wire.SESSION)
+            stream = self._pipeline.run(proto, self._spec.router.limits.default_deadline_s, report, rpc, session)
             async with aclosing(stream):
                 trace_header = {wire.TRACE_ID: rpc.trace_id} if rpc.trace_id else {}
                 if body.stream:
