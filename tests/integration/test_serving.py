@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import grpc
+import psutil
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -26,14 +27,22 @@ def test_reflection_lists_the_inference_service(deployment):
     assert "shardline.v1.Inference" in db.get_services()
 
 
-def test_replica_runs_a_tensor_parallel_two_engine(deployment):
+def test_replica_runs_a_tensor_parallel_two_engine_with_two_live_workers(deployment):
     info = deployment.replica().info.remote().result()
-    assert (info.tensor_parallel_size, info.pipeline_parallel_size) == (2, 1)
+    assert (info.tensor_parallel_size, info.pipeline_parallel_size, info.data_parallel_size) == (2, 1, 1)
+    # The engine counts its workers; the process tree here must agree: two vLLM
+    # worker processes, children of one vLLM engine core.
+    assert info.workers == 2
+    workers = [psutil.Process(pid) for pid in info.worker_pids]
+    assert all(w.name().startswith("VLLM::Worker") for w in workers)
+    assert {w.parent().name() for w in workers} == {"VLLM::EngineCore"} and len({w.ppid() for w in workers}) == 1
     with deployment.client() as client:
         models = {m.name: m for m in client.list_models()}
     assert set(models) == set(deployment.models)
-    large = models[deployment.model]
-    assert (large.tensor_parallel_size, large.ready_replicas) == (2, 1)
+    large, small = models[deployment.model], models["kv-small"]
+    assert large.reported and (large.tensor_parallel_size, large.workers, large.ready_replicas) == (2, 2, 1)
+    assert small.reported and (small.tensor_parallel_size, small.workers) == (1, 1)
+    assert (large.expert_parallel, large.experts, large.quantization) == (False, 0, "")
 
 
 def test_stream_returns_tokens_text_finish_reason_and_usage(deployment):

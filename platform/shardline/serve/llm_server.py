@@ -138,8 +138,9 @@ class LLMServer:
     def stats(self) -> EngineStats:
         return self._engine.stats()
 
-    def info(self) -> EngineInfo:
-        return self._engine.info()
+    async def info(self) -> EngineInfo:
+        """What this replica's engine runs, as the engine reports it (the router's ListModels)."""
+        return await self._engine.info()
 
     def metrics_endpoint(self) -> dict:
         """Where this replica serves Prometheus metrics (port None: metrics off)."""
