@@ -45,6 +45,11 @@ class FakeEngine:
         self.calls = 0
         self.probes = 0
         """Health probes the engine received."""
+        self.info_calls = 0
+        self.info_s = 0.0
+        """How long `info()` takes to answer (a busy or cold engine)."""
+        self.reports: EngineInfo | None = None
+        """What `info()` reports; None: the spec's settings, one worker pid per rank."""
 
     def die(self) -> None:
         self.dead = True
@@ -106,9 +111,24 @@ class FakeEngine:
     def stats(self) -> EngineStats:
         return EngineStats(len(self.unfinished), len(self.aborted), self.calls)
 
-    def info(self) -> EngineInfo:
+    async def info(self) -> EngineInfo:
+        if not self.started:
+            raise RuntimeError("FakeEngine used before start()")
+        self.info_calls += 1
+        await self._step(self.info_s)
+        if self.reports is not None:
+            return self.reports
         p = self._model.parallelism
-        return EngineInfo(self._model.name, self._model.max_model_len, p.tensor, p.pipeline, p.expert)
+        return EngineInfo(
+            self._model.name,
+            self._model.max_model_len,
+            p.tensor,
+            p.pipeline,
+            expert_parallel=p.expert > 1,
+            expert_parallel_size=p.expert,
+            quantization=self._model.quantization or "",
+            worker_pids=tuple(range(1000, 1000 + p.world_size)),
+        )
 
     def shutdown(self) -> None:
         self.started = False
@@ -133,6 +153,9 @@ class LocalBackend(PolledReadiness):
 
     async def ready_replicas(self) -> dict[str, int]:
         return dict(self.ready)
+
+    async def engine_info(self, model: str) -> EngineInfo:
+        return await self.servers[model].info()
 
 
 class ReplicaSetBackend(PolledReadiness):
@@ -180,6 +203,12 @@ class ReplicaSetBackend(PolledReadiness):
 
     async def ready_replicas(self) -> dict[str, int]:
         return {self.model: self.ready}
+
+    async def engine_info(self, model: str) -> EngineInfo:
+        alive = [i for i in range(len(self.servers)) if i not in self.dead]
+        if not alive:
+            raise ReplicaLost(f"no live replica of {model!r}")
+        return await self.servers[alive[0]].info()
 
 
 class SlottedBackend(LocalBackend):

@@ -108,13 +108,28 @@ def greedy_tokens(target: str, name: str) -> list[list[int]]:
 def test_expert_parallel_mixtral_matches_the_tp1_reference(target):
     with Client(target) as client:
         info = {m.name: m for m in client.list_models()}
-    assert (info["mixtral-ep2"].tensor_parallel_size, info["mixtral-ep2"].expert_parallel_size) == (2, 2)
+    # As the engines report it: each of the two EP ranks holds weights for 2 of the 4 experts.
+    ep2, tp1 = info["mixtral-ep2"], info["mixtral-tp1"]
+    assert ep2.reported and (ep2.tensor_parallel_size, ep2.workers) == (2, 2)
+    assert (ep2.expert_parallel, ep2.expert_parallel_size, ep2.experts, list(ep2.experts_per_rank)) == (
+        True,
+        2,
+        4,
+        [2, 2],
+    )
+    assert (tp1.expert_parallel, tp1.workers, list(tp1.experts_per_rank)) == (False, 1, [4])
     reference = greedy_tokens(target, "mixtral-tp1")
     assert all(len(tokens) == GREEDY["max_tokens"] for tokens in reference)
     assert greedy_tokens(target, "mixtral-ep2") == reference
 
 
 def test_int8_checkpoint_and_online_quantization_give_the_same_tokens(target):
+    with Client(target) as client:
+        info = {m.name: m for m in client.list_models()}
+    # The engines run our method and hold int8 weights (online: quantized while loading).
+    for name in ("llama-int8-online", "llama-int8-file"):
+        assert (info[name].quantization, info[name].int8_weights > 0) == ("shardline-int8", True), name
+    assert info["mixtral-tp1"].int8_weights == 0
     online = greedy_tokens(target, "llama-int8-online")
     assert all(len(tokens) == GREEDY["max_tokens"] for tokens in online)
     assert greedy_tokens(target, "llama-int8-file") == online

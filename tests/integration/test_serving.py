@@ -4,9 +4,12 @@ import subprocess
 import sys
 
 import grpc
+import psutil
 import pytest
+import yaml
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from live import ROOT, deployed
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -26,14 +29,22 @@ def test_reflection_lists_the_inference_service(deployment):
     assert "shardline.v1.Inference" in db.get_services()
 
 
-def test_replica_runs_a_tensor_parallel_two_engine(deployment):
+def test_replica_runs_a_tensor_parallel_two_engine_with_two_live_workers(deployment):
     info = deployment.replica().info.remote().result()
-    assert (info.tensor_parallel_size, info.pipeline_parallel_size) == (2, 1)
+    assert (info.tensor_parallel_size, info.pipeline_parallel_size, info.data_parallel_size) == (2, 1, 1)
+    # The engine counts its workers; the process tree here must agree: two vLLM
+    # worker processes, children of one vLLM engine core.
+    assert info.workers == 2
+    workers = [psutil.Process(pid) for pid in info.worker_pids]
+    assert all(w.name().startswith("VLLM::Worker") for w in workers)
+    assert {w.parent().name() for w in workers} == {"VLLM::EngineCore"} and len({w.ppid() for w in workers}) == 1
     with deployment.client() as client:
         models = {m.name: m for m in client.list_models()}
     assert set(models) == set(deployment.models)
-    large = models[deployment.model]
-    assert (large.tensor_parallel_size, large.ready_replicas) == (2, 1)
+    large, small = models[deployment.model], models["kv-small"]
+    assert large.reported and (large.tensor_parallel_size, large.workers, large.ready_replicas) == (2, 2, 1)
+    assert small.reported and (small.tensor_parallel_size, small.workers) == (1, 1)
+    assert (large.expert_parallel, large.experts, large.quantization) == (False, 0, "")
 
 
 def test_stream_returns_tokens_text_finish_reason_and_usage(deployment):
@@ -171,3 +182,22 @@ def test_cli_down_removes_the_deployment(deployment):
     assert down.returncode == 0, down.stderr
     status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 1 and "no application named 'shardline-it'" in status.stderr
+
+
+def test_pipeline_parallel_two_answers_with_the_pp1_greedy_tokens(deployment):
+    """kv-small split into two pipeline stages (two worker processes on CPU) against the
+    session's one-worker kv-small: same weights, so the same greedy tokens over gRPC."""
+    data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
+    small = next(m for m in data["models"] if m["name"] == "kv-small")
+    small.pop("compression")
+    model = {**small, "name": "kv-small-pp2", "path": str(ROOT / small["path"]), "parallelism": {"pipeline": 2}}
+    prompts = ["The code of amber is", "Once upon a time", "a b c d e f g"]
+    with deployed({"name": "shardline-pp2-it", "models": [model], "router": {}}) as pp2:
+        with pp2.client() as client:
+            (info,) = client.list_models()
+            staged = [list(client.generate("kv-small-pp2", p, max_tokens=12, **GREEDY).token_ids) for p in prompts]
+    with deployment.client() as client:
+        reference = [list(client.generate("kv-small", p, max_tokens=12, **GREEDY).token_ids) for p in prompts]
+    assert info.reported and (info.pipeline_parallel_size, info.tensor_parallel_size, info.workers) == (2, 1, 2)
+    assert all(len(tokens) == 12 for tokens in reference)
+    assert staged == reference

@@ -10,6 +10,7 @@ import pytest
 
 from shardline.cli import deploy
 from shardline.cli.main import main
+from shardline.engine.protocol import EngineInfo
 from shardline.serve import lifecycle
 from shardline.spec.deployment import DeploymentSpec
 
@@ -121,11 +122,29 @@ def test_status_without_the_named_app_names_those_that_run(cluster, capsys):
 def test_status_shows_the_application_a_spec_file_names(cluster, monkeypatch, capsys):
     cluster.apps["shardline-bench"] = app("llm-tiny-llama")
     monkeypatch.setattr(lifecycle, "router_endpoint", lambda name: lifecycle.Endpoint("10.0.0.1", 50061))
+    asked = []
+
+    def engine_reports(app_name, deployments):  # what the engine says it runs: TP=2 -> 2 workers
+        asked.append((app_name, deployments))
+        return {d: EngineInfo("tiny-llama", 512, 2, 1, worker_pids=(7, 8)) for d in deployments}
+
+    monkeypatch.setattr(lifecycle, "engine_reports", engine_reports)
     assert main(["status", BENCH_SPEC]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "application shardline-bench: RUNNING"
     assert out[3].split() == ["llm-tiny-llama", "HEALTHY", "1/1"]
     assert out[4].split() == ["router", "HEALTHY", "1/1", "10.0.0.1:50061"]
+    assert asked == [("shardline-bench", ["llm-tiny-llama"])]
+    assert out[5] == "engines (as each reports what it runs):"
+    assert out[8].split() == ["tiny-llama", "2", "1", "1", "off", "none", "2", "-"]
+
+
+def test_status_says_unknown_for_an_engine_that_did_not_answer(cluster, monkeypatch, capsys):
+    cluster.apps["shardline-bench"] = app("llm-tiny-llama")
+    monkeypatch.setattr(lifecycle, "router_endpoint", lambda name: lifecycle.Endpoint("10.0.0.1", 50061))
+    monkeypatch.setattr(lifecycle, "engine_reports", lambda app_name, deployments: dict.fromkeys(deployments))
+    assert main(["status", BENCH_SPEC]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["tiny-llama"] + ["unknown"] * 7
 
 
 def test_the_cli_default_application_is_the_specs_default_name():

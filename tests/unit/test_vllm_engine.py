@@ -46,3 +46,15 @@ def test_signed_models_load_safetensors_only():
         make_spec(model={"integrity": {"public_key": public}, "engine_args": {"load_format": "pt"}})
     with pytest.raises(SpecError, match="decodes to 3 bytes; an Ed25519 key has 32"):
         make_spec(model={"integrity": {"public_key": "AAAA"}})
+
+
+def test_pipeline_parallel_on_cpu_runs_vllms_warm_up_and_compiles_nothing():
+    pp2 = make_spec(model={"parallelism": {"pipeline": 2}, "engine_args": {"enforce_eager": True}}).models[0]
+    kwargs = engine_kwargs(pp2, on_gpu=False)
+    assert kwargs["pipeline_parallel_size"] == 2 and kwargs["enforce_eager"] is False
+    assert kwargs["compilation_config"] == {"mode": 2, "backend": "eager"}  # DYNAMO_TRACE_ONCE, eager backend
+    assert "compilation_config" not in engine_kwargs(pp2, on_gpu=True)
+    pp1 = make_spec(model={"engine_args": {"enforce_eager": True}}).models[0]
+    assert engine_kwargs(pp1, on_gpu=False)["enforce_eager"] is True and "compilation_config" not in engine_kwargs(
+        pp1, on_gpu=False
+    )

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shardline.cli.engine_view import engine_line
 from shardline.cli.output import printable, say, table
 from shardline.models import questions
 from shardline.wire import TENANT
@@ -135,12 +136,12 @@ def run_demo(spec: DeploymentSpec, timeout_s: float) -> list[StreamResult]:
     try:
         endpoint = lifecycle.deploy(spec, timeout_s, progress=lambda line: say(f"  {line}"))
         say(f"router SERVING at {endpoint.target}")
-        for m in spec.models:
-            say(f"  model {m.name} (TP={m.parallelism.tensor}, PP={m.parallelism.pipeline})")
         names = [m.name for m in spec.models] + [c.name for c in spec.policies.cascades]
         items = questions.short_answers(0, SHORT_QUESTIONS) + questions.needle_in_prose(0, 1, NEEDLE_WORDS)
         results, rows = [], []
         with Client(endpoint.target) as client:
+            for info in client.list_models():  # what each engine reports it runs
+                say(f"  model {engine_line(info.name, info)}")
             for item in items:
                 for name in names:
                     r = stream_to_terminal(client, name, item)

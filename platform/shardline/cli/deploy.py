@@ -159,8 +159,9 @@ def removed_line(app: str, removal) -> str:
 
 
 def cmd_status(args) -> int:
+    from shardline.cli.engine_view import HEADERS, engine_row
     from shardline.serve import lifecycle
-    from shardline.serve.deployment_handles import enum_value, running_replicas
+    from shardline.serve.deployment_handles import LLM_PREFIX, enum_value, running_replicas
 
     name = application_name(args)
     lifecycle.attach(args.address)
@@ -178,4 +179,7 @@ def cmd_status(args) -> int:
     if endpoint.http_base_url:
         say(f"OpenAI-compatible HTTP: {endpoint.http_base_url}")
     say(table(["deployment", "health", "running", "endpoint"], rows))
+    reports = lifecycle.engine_reports(name, [d for d in app.deployments if d.startswith(LLM_PREFIX)])
+    say("engines (as each reports what it runs):")
+    say(table(HEADERS, [engine_row(d.removeprefix(LLM_PREFIX), info) for d, info in sorted(reports.items())]))
     return 0

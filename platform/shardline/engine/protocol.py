@@ -13,6 +13,7 @@ Contract:
 - Cancelling the consumer of `generate()` (or closing the iterator) aborts the
   request in the engine; `abort()` does the same by id.
 - `check_health()` runs a real generation and raises if the engine cannot serve.
+- `info()` asks the running engine what it runs (its config, its live workers).
 - A dead engine (it never recovers) raises `ReplicaLost` from `generate()` and
   `check_health()`, so the caller can retry elsewhere and the replica can leave.
 """
@@ -41,12 +42,34 @@ class EngineStats:
 
 @dataclass(frozen=True, slots=True)
 class EngineInfo:
+    """What the engine runs, read after start from the engine itself (vLLM's resolved
+    config, its worker processes and what their loaded model holds), never copied
+    from the spec: a setting dropped on the way to vLLM shows here."""
+
     model: str
     max_model_len: int
     tensor_parallel_size: int
     pipeline_parallel_size: int
-    expert_parallel_size: int
+    data_parallel_size: int = 1
+    expert_parallel: bool = False
+    """vLLM's `enable_expert_parallel`: MoE layers shard experts instead of their weights."""
+    expert_parallel_size: int = 1
+    """Ranks the experts are spread over (1 without expert parallelism or without MoE layers)."""
+    quantization: str = ""
+    """vLLM's quantization method ("" = none), e.g. `shardline-int8`."""
+    int8_weights: int = 0
+    """Weight tensors held as int8 (summed over workers)."""
+    worker_pids: tuple[int, ...] = ()
+    """The live worker processes (one per TP x PP rank)."""
+    experts: int = 0
+    """Experts per MoE layer in the model (0: no MoE layers)."""
+    experts_per_rank: tuple[int, ...] = ()
+    """Experts each worker holds weights for, in rank order (first MoE layer)."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workers(self) -> int:
+        return len(self.worker_pids)
 
 
 class Engine(Protocol):
@@ -60,6 +83,6 @@ class Engine(Protocol):
 
     def stats(self) -> EngineStats: ...
 
-    def info(self) -> EngineInfo: ...
+    async def info(self) -> EngineInfo: ...
 
     def shutdown(self) -> None: ...

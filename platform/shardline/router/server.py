@@ -4,7 +4,8 @@
 the gRPC server (router/grpc/) and, with `router.http_port`, the OpenAI-compatible
 HTTP server (router/http/). Both admit callers through one `Guard` (same tokens,
 same rate-limit buckets). Its health loop keeps the pipeline's view of ready
-replicas current and publishes it as gRPC health (router/grpc/server.py).
+replicas current, publishes it as gRPC health (router/grpc/server.py) and has
+the engines' reports for ListModels asked again when it changes (engine_reports.py).
 Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
 
@@ -39,6 +40,7 @@ from shardline.policies.compression import EXTRACTIVE
 from shardline.policies.compression.extractive import Embedder
 from shardline.router import embedder
 from shardline.router.backend import Backend
+from shardline.router.engine_reports import EngineReports
 from shardline.router.grpc.server import grpc_server, set_health
 from shardline.router.grpc.servicer import InferenceServicer
 from shardline.router.http.server import HttpServer
@@ -79,7 +81,8 @@ class RouterServer:
         self._backend = backend
         self._embed = embed
         self.pipeline = Pipeline(spec, backend, embed)
-        self.servicer = InferenceServicer(spec, self.pipeline)
+        self.engine_reports = EngineReports(backend)
+        self.servicer = InferenceServicer(spec, self.pipeline, self.engine_reports)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task | None = None
@@ -125,6 +128,7 @@ class RouterServer:
         if self._server:  # a shorter grace than the pending stop's ends it sooner
             await self._server.stop(0 if cut else FLUSH_S)
         await asyncio.gather(*closing)
+        self.engine_reports.close()
         report = DrainReport(max(in_flight, cut), cut, loop.time() - began)
         log = logger.warning if cut else logger.info
         log(
@@ -179,6 +183,7 @@ class RouterServer:
 
     async def _set_health(self, ready: dict[str, int]) -> None:
         self.pipeline.ready = dict(ready)
+        self.engine_reports.update(ready)
         await set_health(self._health, self._spec, ready)
 
 

@@ -16,15 +16,18 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from shardline.engine.protocol import EngineInfo
 from shardline.errors import ReplicaLost, RequestError, ResourceExhausted, root_cause
 from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.serve.replica_counts import COUNTS
 from shardline.serve.routed import ROUTED
 from shardline.telemetry import attributes as attr
 
+LLM_PREFIX = "llm-"
+
 
 def llm_deployment_name(model: str) -> str:
-    return f"llm-{model}"
+    return f"{LLM_PREFIX}{model}"
 
 
 def enum_value(value: object) -> str:
@@ -42,6 +45,7 @@ class ServeBackend:
         # `_by_reference=False`: Serve streams results over its replica gRPC channel
         # instead of Ray object references: about 1.4x the throughput here (bench/serving.py).
         self._streams = {name: h.options(stream=True, _by_reference=False) for name, h in handles.items()}
+        self._handles = handles
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         responses = self._streams[model].generate.remote(request)
@@ -67,6 +71,9 @@ class ServeBackend:
         finally:
             if not finished:
                 responses.cancel()  # reaches the replica: its engine request is aborted
+
+    async def engine_info(self, model: str) -> EngineInfo:
+        return await self._handles[model].info.remote()
 
     async def ready_replicas(self) -> dict[str, int]:
         live = {model: COUNTS.get(self._app, llm_deployment_name(model)) for model in self._streams}

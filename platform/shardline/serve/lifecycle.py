@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
+from shardline.engine.protocol import EngineInfo
 from shardline.errors import ShardlineError
 from shardline.serve import ray_auth
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
@@ -145,6 +146,20 @@ def _router_view(app: str) -> tuple[Endpoint, dict[str, int]]:
     ready = router.refresh_health.remote().result(timeout_s=30)
     info = router.endpoint.remote().result(timeout_s=30)
     return Endpoint(info["host"], info["port"], info.get("http_port")), ready
+
+
+def engine_reports(app: str, deployments: list[str], timeout_s: float = 10.0) -> dict[str, EngineInfo | None]:
+    """What one replica of each engine deployment reports it runs (`LLMServer.info`);
+    None where none answered within `timeout_s` (no replica yet, or a busy one)."""
+    pending = {d: serve.get_deployment_handle(d, app_name=app).info.remote() for d in deployments}
+    reports: dict[str, EngineInfo | None] = {}
+    for deployment, response in pending.items():
+        try:
+            reports[deployment] = response.result(timeout_s=timeout_s)
+        except Exception as exc:  # unknown, said so: never the spec's value
+            logger.warning("no engine report from %s: %s", deployment, exc)
+            reports[deployment] = None
+    return reports
 
 
 @dataclass(frozen=True)

@@ -146,8 +146,9 @@ class LLMServer:
         on demand, replica_stats.py): what this replica's engine did, by its own counters."""
         return dataclasses.asdict(self._engine.stats())
 
-    def info(self) -> EngineInfo:
-        return self._engine.info()
+    async def info(self) -> EngineInfo:
+        """What this replica's engine runs, as the engine reports it (the router's ListModels)."""
+        return await self._engine.info()
 
     def metrics_endpoint(self) -> dict:
         """Where this replica serves Prometheus metrics (port None: metrics off)."""

@@ -176,20 +176,36 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "max_model_len", "tensor_parallel_size", "pipeline_parallel_size", "expert_parallel_size", "ready_replicas")
+    __slots__ = ("name", "max_model_len", "tensor_parallel_size", "pipeline_parallel_size", "expert_parallel_size", "ready_replicas", "reported", "data_parallel_size", "expert_parallel", "quantization", "workers", "experts", "experts_per_rank", "int8_weights")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
     TENSOR_PARALLEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_PARALLEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXPERT_PARALLEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_FIELD_NUMBER: _ClassVar[int]
+    DATA_PARALLEL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    EXPERTS_PER_RANK_FIELD_NUMBER: _ClassVar[int]
+    INT8_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     max_model_len: int
     tensor_parallel_size: int
     pipeline_parallel_size: int
     expert_parallel_size: int
     ready_replicas: int
-    def __init__(self, name: _Optional[str] = ..., max_model_len: _Optional[int] = ..., tensor_parallel_size: _Optional[int] = ..., pipeline_parallel_size: _Optional[int] = ..., expert_parallel_size: _Optional[int] = ..., ready_replicas: _Optional[int] = ...) -> None: ...
+    reported: bool
+    data_parallel_size: int
+    expert_parallel: bool
+    quantization: str
+    workers: int
+    experts: int
+    experts_per_rank: _containers.RepeatedScalarFieldContainer[int]
+    int8_weights: int
+    def __init__(self, name: _Optional[str] = ..., max_model_len: _Optional[int] = ..., tensor_parallel_size: _Optional[int] = ..., pipeline_parallel_size: _Optional[int] = ..., expert_parallel_size: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., reported: _Optional[bool] = ..., data_parallel_size: _Optional[int] = ..., expert_parallel: _Optional[bool] = ..., quantization: _Optional[str] = ..., workers: _Optional[int] = ..., experts: _Optional[int] = ..., experts_per_rank: _Optional[_Iterable[int]] = ..., int8_weights: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

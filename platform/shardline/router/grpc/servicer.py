@@ -21,8 +21,10 @@ from contextlib import aclosing
 import grpc
 
 from shardline import wire
+from shardline.engine.protocol import EngineInfo
 from shardline.generation import GenerationDelta
 from shardline.grpc_status import retry_after_s, to_status
+from shardline.router.engine_reports import EngineReports
 from shardline.router.pipeline import Pipeline
 from shardline.router.report import RequestReport, policy_report
 from shardline.security.auth import resolve_tenant
@@ -33,9 +35,10 @@ from shardline.v1 import inference_pb2_grpc as pb_grpc
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
-    def __init__(self, spec: DeploymentSpec, pipeline: Pipeline):
+    def __init__(self, spec: DeploymentSpec, pipeline: Pipeline, reports: EngineReports):
         self._spec = spec
         self._pipeline = pipeline
+        self._reports = reports
         self._ends = asyncio.Event()
         self._ends.set()
 
@@ -82,17 +85,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
+        """Each model as its engine reports it; a model no engine has reported on
+        (within `engine_reports.LIST_WAIT_S`) is listed with `reported` false."""
+        names = [m.name for m in self._spec.models]
+        reports = await asyncio.gather(*(self._reports.get(name) for name in names))
         return pb.ListModelsResponse(
             models=[
-                pb.ModelInfo(
-                    name=m.name,
-                    max_model_len=m.max_model_len,
-                    tensor_parallel_size=m.parallelism.tensor,
-                    pipeline_parallel_size=m.parallelism.pipeline,
-                    expert_parallel_size=m.parallelism.expert,
-                    ready_replicas=self._pipeline.ready.get(m.name, 0),
-                )
-                for m in self._spec.models
+                _model_info(m.name, m.max_model_len, self._pipeline.ready.get(m.name, 0), report)
+                for m, report in zip(self._spec.models, reports)
             ]
         )
 
@@ -119,6 +119,27 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         remaining = context.time_remaining()
         default = self._spec.router.limits.default_deadline_s
         return default if remaining is None else min(remaining, default)
+
+
+def _model_info(name: str, max_model_len: int, ready: int, report: EngineInfo | None) -> pb.ModelInfo:
+    if report is None:
+        return pb.ModelInfo(name=name, max_model_len=max_model_len, ready_replicas=ready)
+    return pb.ModelInfo(
+        name=name,
+        max_model_len=report.max_model_len,
+        ready_replicas=ready,
+        reported=True,
+        tensor_parallel_size=report.tensor_parallel_size,
+        pipeline_parallel_size=report.pipeline_parallel_size,
+        data_parallel_size=report.data_parallel_size,
+        expert_parallel=report.expert_parallel,
+        expert_parallel_size=report.expert_parallel_size,
+        quantization=report.quantization,
+        workers=report.workers,
+        experts=report.experts,
+        experts_per_rank=report.experts_per_rank,
+        int8_weights=report.int8_weights,
+    )
 
 
 def _chunk(report: RequestReport, delta: GenerationDelta) -> pb.GenerateChunk:
