@@ -23,7 +23,9 @@ def test_demo_answers_with_both_models_and_the_cascade_and_exits_zero():
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "router SERVING at" in run.stdout and "gemma-3-270m (TP=2, PP=1)" in run.stdout
+    assert "router SERVING at" in run.stdout
+    # What Gemma's engine reports it runs (ListModels), not the spec: two TP workers.
+    assert re.search(r"model gemma-3-270m: TP=2 PP=1 .*workers=2", run.stdout), run.stdout[:3000]
     table = run.stdout.split("TTFT ms")[1].split("\n\n")[0].splitlines()[2:]
     for model in MODELS:
         assert sum(row.split()[0] == model for row in table) == QUESTIONS, table
