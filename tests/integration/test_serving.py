@@ -175,15 +175,6 @@ def test_trained_tiers_answer_the_retrieval_task_above_chance(deployment):
     assert all(c.correct >= 2 for c in cells.values()), {m: c.correct for m, c in cells.items()}
 
 
-def test_cli_down_removes_the_deployment(deployment):
-    """Runs last in this module (and this module last): it deletes the shared app."""
-    cli = [sys.executable, "-m", "shardline.cli.main"]
-    down = subprocess.run(cli + ["down", "--name", "shardline-it"], capture_output=True, text=True, timeout=180)
-    assert down.returncode == 0, down.stderr
-    status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
-    assert status.returncode == 1 and "no application named 'shardline-it'" in status.stderr
-
-
 def test_pipeline_parallel_two_answers_with_the_pp1_greedy_tokens(deployment):
     """kv-small split into two pipeline stages (two worker processes on CPU) against the
     session's one-worker kv-small: same weights, so the same greedy tokens over gRPC."""
@@ -192,8 +183,6 @@ def test_pipeline_parallel_two_answers_with_the_pp1_greedy_tokens(deployment):
     small.pop("compression")
     model = {**small, "name": "kv-small-pp2", "path": str(ROOT / small["path"]), "parallelism": {"pipeline": 2}}
     prompts = ["The code of amber is", "Once upon a time", "a b c d e f g"]
-    # The reference first: in one CI run the session's router refused connections
-    # right after the PP=2 app was removed (cause not found yet; later tests passed).
     with deployment.client() as client:
         reference = [list(client.generate("kv-small", p, max_tokens=12, **GREEDY).token_ids) for p in prompts]
     with deployed({"name": "shardline-pp2-it", "models": [model], "router": {}}) as pp2:
@@ -203,3 +192,12 @@ def test_pipeline_parallel_two_answers_with_the_pp1_greedy_tokens(deployment):
     assert info.reported and (info.pipeline_parallel_size, info.tensor_parallel_size, info.workers) == (2, 1, 2)
     assert all(len(tokens) == 12 for tokens in reference)
     assert staged == reference
+
+
+def test_cli_down_removes_the_deployment(deployment):
+    """Runs last in this module (and this module last): it deletes the shared app."""
+    cli = [sys.executable, "-m", "shardline.cli.main"]
+    down = subprocess.run(cli + ["down", "--name", "shardline-it"], capture_output=True, text=True, timeout=180)
+    assert down.returncode == 0, down.stderr
+    status = subprocess.run(cli + ["status", "--name", "shardline-it"], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 1 and "no application named 'shardline-it'" in status.stderr
