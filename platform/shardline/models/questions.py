@@ -16,6 +16,7 @@ run asks the same items):
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -134,7 +135,8 @@ def _prose(rng: random.Random, words: int) -> list[str]:
     return out
 
 
-def _paragraphs() -> list[str]:
+@functools.cache
+def _paragraphs() -> tuple[str, ...]:
     from pydoc_data.topics import topics
 
     out = []
@@ -147,4 +149,4 @@ def _paragraphs() -> list[str]:
             text = " ".join(line.strip() for line in lines).strip()
             if len(text.split()) >= 12 and not text.startswith(("Note:", "See also", "Changed in", "Added in")):
                 out.append(text)
-    return out
+    return tuple(out)
