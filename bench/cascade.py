@@ -47,6 +47,7 @@ from shardline.policies.decoding.budget import Ledger  # noqa: E402
 from shardline.policies.decoding.costs import Tier  # noqa: E402
 from shardline.policies.decoding.plan import make_plan, should_escalate  # noqa: E402
 from shardline.spec import load_spec  # noqa: E402
+from shardline.spec.policies import UncertaintyMix  # noqa: E402
 from stack import ROOT, deployed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -122,7 +123,7 @@ def ask(client: Client, suite: Suite, tier: str, item) -> dict:
     return {
         "right": suite.score(item, reply.text),
         "u": reply.report.uncertainty.score,
-        **{c: reply.report.uncertainty.components[c] for c in COMPONENTS},
+        **reply.report.uncertainty.components,  # max_spill too when the engine returns raw logits
         "prompt_tokens": reply.usage.prompt_tokens,
         "completion_tokens": reply.usage.completion_tokens,
         "latency_s": time.perf_counter() - start,
@@ -149,12 +150,7 @@ def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
     small, large = tiers["small"], tiers["large"]
     c_small = [cost(small, r["small"]) for r in rows]
     c_large = [cost(large, r["large"]) for r in rows]
-    points = []
-    for theta in sorted({-1.0, 1.0, *(r["small"]["u"] for r in rows)}):
-        up = [r["small"]["u"] > theta for r in rows]
-        quality = statistics.mean(r["large" if e else "small"]["right"] for r, e in zip(rows, up))
-        spend = statistics.mean(cs + (cl if e else 0.0) for cs, cl, e in zip(c_small, c_large, up))
-        points.append({"threshold": theta, "escalation_rate": statistics.mean(up), "quality": quality, "cost": spend})
+    points = sweep(rows, c_small, c_large)
     q_large, cost_large = statistics.mean(r["large"]["right"] for r in rows), statistics.mean(c_large)
     q_small, cost_small = statistics.mean(r["small"]["right"] for r in rows), statistics.mean(c_small)
     fits = [p for p in points if p["quality"] >= 0.95 * q_large]
@@ -168,6 +164,27 @@ def curve(rows: list[dict], tiers: dict[str, Tier]) -> dict:
         "cost_saved_at_95pct": 1 - best["cost"] / cost_large if best else None,
         "random_at_same_rate": random_baseline(best, q_small, q_large, cost_small, cost_large) if best else None,
     }
+
+
+def sweep(rows: list[dict], c_small: list[float], c_large: list[float]) -> list[dict]:
+    """The cascade at every threshold: escalate the answers whose score exceeds it."""
+    import numpy as np
+
+    u = np.array([r["small"]["u"] for r in rows])
+    right_small = np.array([r["small"]["right"] for r in rows], dtype=float)
+    right_large = np.array([r["large"]["right"] for r in rows], dtype=float)
+    points = []
+    for theta in sorted({-1.0, 1.0, *u.tolist()}):
+        up = u > theta
+        points.append(
+            {
+                "threshold": theta,
+                "escalation_rate": float(up.mean()),
+                "quality": float(np.where(up, right_large, right_small).mean()),
+                "cost": float((np.array(c_small) + up * np.array(c_large)).mean()),
+            }
+        )
+    return points
 
 
 def oracle(rows, c_small, c_large) -> dict:
@@ -195,27 +212,35 @@ def auroc(scores: list[float], positives: list[bool]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def uncertainty_quality(rows: list[dict], seed: int) -> dict:
-    wrong = [not r["small"]["right"] for r in rows]
+def uncertainty_quality(rows: list[dict], seed: int, role: str = "small") -> dict:
+    """How well the score ranks `role`'s wrong answers above its right ones: the
+    router's score, each component alone, and a logistic mix of them (5-fold: fit on
+    4/5, scored on the held-out 1/5)."""
+    wrong = [not r[role]["right"] for r in rows]
     rng = random.Random(seed)
+    found = components(rows, role)
     # Signs: a higher probability or margin means *less* uncertain.
-    signs = {"mean_nll": 1, "low_quantile_prob": -1, "min_margin": -1, "min_window_prob": -1}
+    signs = {"mean_nll": 1, "low_quantile_prob": -1, "min_margin": -1, "min_window_prob": -1, "max_spill": 1}
     return {
         "wrong_rate": statistics.mean(wrong),
-        "auroc_score": auroc([r["small"]["u"] for r in rows], wrong),
-        **{f"auroc_{c}": auroc([signs[c] * r["small"][c] for r in rows], wrong) for c in COMPONENTS},
-        "auroc_logistic_mix_5fold": logistic_cv_auroc(rows, wrong, seed),
+        "auroc_score": auroc([r[role]["u"] for r in rows], wrong),
+        **{f"auroc_{c}": auroc([signs[c] * r[role][c] for r in rows], wrong) for c in found},
+        "auroc_logistic_mix_5fold": logistic_cv_auroc(rows, wrong, seed, role, found),
         "auroc_random": auroc([rng.random() for _ in rows], wrong),
         "score_time_us": score_time_us(),
     }
 
 
-def logistic_cv_auroc(rows: list[dict], wrong: list[bool], seed: int, folds: int = 5) -> float:
+def components(rows: list[dict], role: str) -> tuple[str, ...]:
+    """The components every recorded answer of `role` has (max_spill: raw-logits engines)."""
+    return tuple(c for c in (*COMPONENTS, "max_spill") if all(c in r[role] for r in rows))
+
+
+def logistic_cv_auroc(rows: list[dict], wrong: list[bool], seed: int, role: str, names, folds: int = 5) -> float:
     """AUROC of a logistic mix of the components fit on 4/5 and scored on the held-out 1/5."""
     import numpy as np
 
-    x = np.array([[r["small"][c] for c in COMPONENTS] for r in rows])
-    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    x, _, _ = _standardised(rows, role, names)
     y = np.array(wrong, dtype=float)
     order = np.random.default_rng(seed).permutation(len(rows))
     scores = np.zeros(len(rows))
@@ -225,6 +250,40 @@ def logistic_cv_auroc(rows: list[dict], wrong: list[bool], seed: int, folds: int
         w = _fit_logistic(x[train], y[train])
         scores[test] = x[test] @ w[:-1] + w[-1]
     return auroc(scores.tolist(), wrong)
+
+
+def fitted_mix(rows: list[dict], role: str, quality: dict) -> dict:
+    """A spec `uncertainty` mix for `role`'s model, fitted on every item, and whether it
+    earns its place: its held-out (5-fold) AUROC beats the plain score and mean NLL."""
+    import numpy as np
+
+    names = components(rows, role)
+    x, mean, std = _standardised(rows, role, names)
+    w = _fit_logistic(x, np.array([not r[role]["right"] for r in rows], dtype=float))
+    rivals = max(quality["auroc_score"], quality["auroc_mean_nll"])
+    return {
+        "wins_held_out": bool(quality["auroc_logistic_mix_5fold"] > rivals),
+        "spec": {
+            "weights": {c: round(float(v), 4) for c, v in zip(names, w[:-1])},
+            "mean": {c: round(float(v), 6) for c, v in zip(names, mean)},
+            "std": {c: round(float(v), 6) for c, v in zip(names, std)},
+            "bias": round(float(w[-1]), 4),
+        },
+    }
+
+
+def rescored(rows: list[dict], mix: dict) -> list[dict]:
+    """The rows with the cheap tier's score recomputed as the router would with `mix`."""
+    spec = UncertaintyMix(**mix)
+    return [{**r, "small": {**r["small"], "u": uncertainty.mixed(spec, r["small"])}} for r in rows]
+
+
+def _standardised(rows: list[dict], role: str, names):
+    import numpy as np
+
+    x = np.array([[r[role][c] for c in names] for r in rows])
+    mean, std = x.mean(0), x.std(0) + 1e-9
+    return (x - mean) / std, mean, std
 
 
 def _fit_logistic(x, y, steps: int = 2000, lr: float = 0.1):
@@ -380,12 +439,17 @@ def _plot_curve(ax, c: dict, title: str) -> None:
     ax.legend(fontsize=7)
 
 
-def calibrate(rows: list[dict], tiers: dict[str, Tier], seed: int) -> dict:
+def calibrate(rows: list[dict], tiers: dict[str, Tier], seed: int, mixed: bool = False) -> dict:
     """`escalate_above` fitted on half the items (the cheapest threshold that keeps 95%
-    of the strong tier's accuracy there), then checked on the other, held-out half."""
+    of the strong tier's accuracy there), then checked on the other, held-out half.
+    `mixed`: the cheap tier's score is a mix (fitted_mix) fitted on that same half."""
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     fit, held = [rows[i] for i in order[::2]], [rows[i] for i in order[1::2]]
+    mix = None
+    if mixed:
+        mix = fitted_mix(fit, "small", uncertainty_quality(fit, seed))["spec"]
+        fit, held = rescored(fit, mix), rescored(held, mix)
     chosen = curve(fit, tiers)["at_95pct_of_large"]
     if chosen is None:
         return {"escalate_above": None, "fit_items": len(fit), "held_out_items": len(held)}
@@ -395,6 +459,7 @@ def calibrate(rows: list[dict], tiers: dict[str, Tier], seed: int) -> dict:
     point = max((p for p in check["points"] if p["threshold"] <= theta), key=lambda p: p["threshold"])
     return {
         "escalate_above": theta,
+        "uncertainty": mix,
         "fit_items": len(fit),
         "held_out_items": len(held),
         "held_out": point,
@@ -410,6 +475,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=40, help="items per group (context length, or question kind)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outcomes", type=Path, help="reuse a recorded outcome table instead of the stack")
+    parser.add_argument("--groups", nargs="+", help="analyse only these groups (e.g. capital): where tiers differ")
     args = parser.parse_args()
     suite = SUITES[args.suite]
     RESULTS.mkdir(exist_ok=True)
@@ -418,9 +484,10 @@ def main() -> None:
     else:
         rows = record(suite, args.items, args.seed)
         (RESULTS / f"{suite.results}-outcomes.json").write_text(json.dumps(rows))
-    rows = by_role(rows, suite)
+    rows = [r for r in by_role(rows, suite) if not args.groups or r["group"] in args.groups]
     tiers = prices(suite)
     quality = uncertainty_quality(rows, args.seed)
+    by_model = {suite.small: quality, suite.large: uncertainty_quality(rows, args.seed, "large")}
     simulated = simulated_outcomes(rows, args.seed, target_auroc=quality["auroc_score"])
     result = {
         "suite": args.suite,
@@ -429,15 +496,22 @@ def main() -> None:
         "accuracy_by_group": accuracy_by_group(rows, suite),
         "curve": curve(rows, tiers),
         "calibration": calibrate(rows, tiers, args.seed),
+        "calibration_with_mix": calibrate(rows, tiers, args.seed, mixed=True),
         "uncertainty": quality,
+        "uncertainty_by_model": by_model,
+        "uncertainty_mix": {
+            tier: fitted_mix(rows, role, by_model[tier])
+            for tier, role in ((suite.small, "small"), (suite.large, "large"))
+        },
         "simulated_curve": {"uncertainty_auroc": quality["auroc_score"], **curve(simulated, tiers)},
         "simulated_savings_grid": savings_grid(rows, tiers, args.seed, quality["auroc_score"]),
         "latency_s": {t: statistics.median(r[t]["latency_s"] for r in rows) for t in (suite.small, suite.large)},
         "budgets": simulate_budgets(tiers, rows, args.seed),
     }
     report(result)
-    (RESULTS / f"{suite.results}.json").write_text(json.dumps(result, indent=2))
-    plot(result, RESULTS / f"{suite.results}.png")
+    name = suite.results + "".join(f"-{g}" for g in args.groups or ())
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    plot(result, RESULTS / f"{name}.png")
 
 
 def accuracy_by_group(rows: list[dict], suite: Suite) -> dict:
@@ -452,13 +526,14 @@ def report(result: dict) -> None:
     print(f"-- tiers {result['tiers']['small']} -> {result['tiers']['large']}; accuracy by group:")
     for group, acc in result["accuracy_by_group"].items():
         print(f"  {group:<12} " + "  ".join(f"{t} {a:.3f}" for t, a in acc.items()))
-    cal = result["calibration"]
-    if cal["escalate_above"] is not None:
-        print(
-            f"calibrated escalate_above {cal['escalate_above']:.3f} on {cal['fit_items']} items; held out "
-            f"({cal['held_out_items']}): accuracy {cal['held_out']['quality']:.3f} "
-            f"({cal['held_out_quality_ratio']:.1%} of the strong tier), cost saved {cal['held_out_cost_saved']:.1%}"
-        )
+    for key, score in (("calibration", "plain score"), ("calibration_with_mix", "fitted mix")):
+        cal = result[key]
+        if cal["escalate_above"] is not None:
+            print(
+                f"calibrated escalate_above ({score}) {cal['escalate_above']:.3f} on {cal['fit_items']} items; "
+                f"held out ({cal['held_out_items']}): accuracy {cal['held_out']['quality']:.3f} "
+                f"({cal['held_out_quality_ratio']:.1%} of the strong tier), cost saved {cal['held_out_cost_saved']:.1%}"
+            )
     for title, key in (("real tiers", "curve"), ("simulator", "simulated_curve")):
         print(f"-- cascade, {title}")
         report_curve(result[key])
@@ -467,7 +542,17 @@ def report(result: dict) -> None:
         f"AUROC(cheap tier wrong): score {u['auroc_score']:.3f}  logistic mix (5-fold) "
         f"{u['auroc_logistic_mix_5fold']:.3f}  random {u['auroc_random']:.3f}  (wrong rate {u['wrong_rate']:.2f})"
     )
-    print("  components: " + "  ".join(f"{c} {u['auroc_' + c]:.3f}" for c in COMPONENTS))
+    for tier, q in result["uncertainty_by_model"].items():
+        mix = result["uncertainty_mix"][tier]
+        print(
+            f"  {tier} wrong {q['wrong_rate']:.2f}: score {q['auroc_score']:.3f}  mix (5-fold) "
+            f"{q['auroc_logistic_mix_5fold']:.3f}  "
+            + "  ".join(
+                f"{k[6:]} {v:.3f}" for k, v in q.items() if k.startswith("auroc_") and k[6:] in mix["spec"]["weights"]
+            )
+        )
+        if mix["wins_held_out"]:
+            print(f"    spec for {tier}: uncertainty: {json.dumps(mix['spec'])}")
     print(f"  score time: {u['score_time_us']} us")
     print(f"median latency s: {result['latency_s']}")
     for g in result["simulated_savings_grid"]:

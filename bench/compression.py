@@ -58,13 +58,14 @@ def haystack(rng: random.Random, tokens: int, needles: int, depth: float, filler
 
 
 class SelfInformation:
-    """kv-small's per-token NLL over a prompt, with character spans (as the engine returns)."""
+    """A causal LM's per-token NLL over a prompt, with character spans (as the engine
+    returns them); kv-small unless another model directory is given."""
 
-    def __init__(self):
+    def __init__(self, path: Path = SCORER):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(SCORER)
-        self.model = AutoModelForCausalLM.from_pretrained(SCORER, torch_dtype=torch.float32).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
 
     @torch.inference_mode()
     def __call__(self, prompt: str) -> list[tuple[int, int, float]]:

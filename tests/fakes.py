@@ -48,6 +48,8 @@ class FakeEngine:
         self.info_calls = 0
         self.info_s = 0.0
         """How long `info()` takes to answer (a busy or cold engine)."""
+        self.cpu_used: float | None = None
+        """What `cpu_seconds()` reports: None (unknown) unless a test sets it."""
         self.reports: EngineInfo | None = None
         """What `info()` reports; None: the spec's settings, one worker pid per rank."""
 
@@ -110,6 +112,9 @@ class FakeEngine:
 
     def stats(self) -> EngineStats:
         return EngineStats(len(self.unfinished), len(self.aborted), self.calls)
+
+    def cpu_seconds(self) -> float | None:
+        return self.cpu_used
 
     async def info(self) -> EngineInfo:
         if not self.started:

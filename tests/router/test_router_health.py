@@ -144,6 +144,36 @@ async def test_a_slow_probe_on_an_idle_engine_means_stalled():
     assert len(exits) == 1 and "stalled" in exits[0]
 
 
+async def test_a_slow_probe_on_an_engine_that_computes_without_tokens_passes():
+    """One long prefill: no token for anyone during the probe, but the engine's
+    processes use CPU (vLLM CPU runs an 8k-token prompt as one step of 10+ s)."""
+    spec = make_spec(model={"health": {"period_s": 1, "probe_timeout_s": 0.05, "timeout_s": 1}})
+    engine = FakeEngine(spec.models[0], probe_s=0.2)
+    engine.cpu_used = 3.0
+    exits = []
+    server = await start_llm_server(spec.models[0], engine, leave=exits.append)
+
+    async def compute():
+        await asyncio.sleep(0.02)
+        engine.cpu_used += 0.05  # 0.05 CPU s in a 0.05 s probe: a busy core
+
+    computing = asyncio.create_task(compute())
+    await server.check_health()
+    await computing
+    assert server.failure is None and exits == []
+
+
+async def test_a_slow_probe_on_an_engine_that_neither_computes_nor_yields_means_stalled():
+    spec = make_spec(model={"health": {"period_s": 1, "probe_timeout_s": 0.05, "timeout_s": 1}})
+    engine = FakeEngine(spec.models[0], probe_s=0.2)
+    engine.cpu_used = 3.0  # known, and frozen (a SIGSTOPped engine process)
+    exits = []
+    server = await start_llm_server(spec.models[0], engine, leave=exits.append)
+    with pytest.raises(EngineFailure, match="stalled"):
+        await server.check_health()
+    await eventually_async(lambda: exits, message="the stalled replica left")
+
+
 async def _drain(stream):
     async for _ in stream:
         pass

@@ -52,3 +52,40 @@ def test_unknown_compression_policy_is_rejected():
     assert "'none', 'truncate_middle', 'extractive' or 'self_information'" in errors_of(
         "models: [{name: m, path: /m, compression: {policy: zip}}]"
     )
+
+
+MIX = (
+    "{weights: {mean_nll: 1.5, max_spill: 0.5}, mean: {mean_nll: 0.4, max_spill: 1.0}, "
+    "std: {mean_nll: 0.2, max_spill: 2}}"
+)
+
+
+def test_a_fitted_uncertainty_mix_parses_with_raw_logits():
+    spec = parse_spec(
+        f"models: [{{name: m, path: /m, engine_args: {{logprobs_mode: raw_logits}}, uncertainty: {MIX}}}]",
+        source="s.yaml",
+    )
+    assert spec.model("m").uncertainty.weights == {"mean_nll": 1.5, "max_spill": 0.5}
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (f"uncertainty: {MIX}", "uncertainty weighs max_spill, which needs engine_args.logprobs_mode 'raw_logits'"),
+        (
+            "uncertainty: {weights: {entropy: 1}, mean: {entropy: 0}, std: {entropy: 1}}",
+            "uncertainty components entropy are unknown; known: mean_nll,",
+        ),
+        (
+            "uncertainty: {weights: {mean_nll: 1}, mean: {}, std: {mean_nll: 1}}",
+            "uncertainty.mean names []; it must name the weights' components ['mean_nll']",
+        ),
+        (
+            "uncertainty: {weights: {mean_nll: 1}, mean: {mean_nll: 0}, std: {mean_nll: 0}}",
+            "uncertainty.std[mean_nll] is 0.0; it must be greater than 0",
+        ),
+        ("uncertainty: {weights: {mean_nll: .nan}, mean: {mean_nll: 0}, std: {mean_nll: 1}}", "must be finite"),
+    ],
+)
+def test_bad_uncertainty_mixes_are_rejected(model, message):
+    assert message in errors_of(f"models: [{{name: m, path: /m, {model}}}]")

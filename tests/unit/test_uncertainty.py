@@ -53,3 +53,29 @@ logprob = st.floats(-20.0, 0.0)
 def test_score_is_always_in_unit_interval(pairs, raw):
     steps = [TokenLogprob(a, tuple(sorted((a, b), reverse=True))) for a, b in pairs]
     assert 0.0 <= score(steps, raw_logits=raw).score <= 1.0
+
+
+def test_a_fitted_mix_replaces_the_plain_mean_and_follows_its_weights():
+    from shardline.spec.policies import UncertaintyMix
+
+    answer = [step(0.9, 0.05)] * 3 + [step(0.5, 0.3)]
+    plain = score(answer)
+    trusting_nll = UncertaintyMix(weights={"mean_nll": 4.0}, mean={"mean_nll": 0.1}, std={"mean_nll": 0.05}, bias=-1)
+    z = -1 + 4.0 * (plain.components["mean_nll"] - 0.1) / 0.05
+    mixed = score(answer, mix=trusting_nll)
+    assert mixed.components == plain.components
+    assert mixed.score == pytest.approx(1 / (1 + math.exp(-z)))
+    # A negative weight on the same component turns the ranking around.
+    flipped = UncertaintyMix(weights={"mean_nll": -4.0}, mean={"mean_nll": 0.1}, std={"mean_nll": 0.05})
+    sure = [step(0.99, 0.005)] * 4
+    assert score(sure, mix=trusting_nll).score < mixed.score
+    assert score(sure, mix=flipped).score > score(answer, mix=flipped).score
+
+
+def test_a_mix_with_spill_reads_the_raw_logits_component():
+    from shardline.spec.policies import UncertaintyMix
+
+    logits = [TokenLogprob(5.0, (5.0, 1.0)), TokenLogprob(2.0, (9.0, 2.0))]
+    mix = UncertaintyMix(weights={"max_spill": 1.0}, mean={"max_spill": 0.0}, std={"max_spill": 1.0})
+    result = score(logits, raw_logits=True, mix=mix)
+    assert result.score == pytest.approx(1 / (1 + math.exp(-result.components["max_spill"])))

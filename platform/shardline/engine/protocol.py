@@ -14,6 +14,8 @@ Contract:
   request in the engine; `abort()` does the same by id.
 - `check_health()` runs a real generation and raises if the engine cannot serve.
 - `info()` asks the running engine what it runs (its config, its live workers).
+- `cpu_seconds()` is the CPU time its processes have used so far (None when it
+  cannot tell): a long prefill yields no token for seconds, yet computes.
 - A dead engine (it never recovers) raises `ReplicaLost` from `generate()` and
   `check_health()`, so the caller can retry elsewhere and the replica can leave.
 """
@@ -84,5 +86,7 @@ class Engine(Protocol):
     def stats(self) -> EngineStats: ...
 
     async def info(self) -> EngineInfo: ...
+
+    def cpu_seconds(self) -> float | None: ...
 
     def shutdown(self) -> None: ...

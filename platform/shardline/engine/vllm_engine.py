@@ -10,6 +10,7 @@ it runs inside a Ray actor).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -160,6 +161,21 @@ class VLLMEngine:
         extension, kernels/shardline_kernels/report.py) for its process and its model."""
         reports = await self._llm.collective_rpc(report.METHOD, timeout=INFO_TIMEOUT_S)
         return engine_info(self._model.name, self._llm.vllm_config, reports, self._worker_tree())
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the engine core process(es) and their workers."""
+        import psutil
+
+        manager = getattr(self._llm.engine_core.resources, "engine_manager", None)
+        cores = [proc.pid for proc in getattr(manager, "processes", ())]
+        if not cores:  # the core runs in this process (no separate engine process)
+            return None
+        total = 0.0
+        for pid in set(cores) | worker_processes(cores):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+        return total
 
     def _worker_tree(self) -> set[int] | None:
         """Pids of vLLM's worker processes under this engine's core process(es), or None

@@ -96,7 +96,12 @@ def needle_in_prose(seed: int, n: int, words: int, depths: tuple[float, ...] = (
 
 def score(item: Item, completion: str) -> bool:
     """Right when the completion's first line starts with the answer (case and
-    surrounding punctuation ignored; numbers compared as numbers)."""
+    surrounding punctuation ignored; numbers compared as numbers). For a needle, when
+    the first four-digit number anywhere in it is the code: the models often restate
+    the fact ("The secret code of the vault is 4821") on the line after a preamble."""
+    if item.kind == "needle":
+        codes = re.findall(r"(?<!\d)\d{4}(?!\d)", completion)
+        return bool(codes) and codes[0] == item.answer
     line = completion.strip().split("\n", 1)[0].strip().lower()
     if item.answer.isdigit():
         numbers = re.findall(r"-?\d+", line)

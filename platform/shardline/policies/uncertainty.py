@@ -8,7 +8,9 @@ Training-free signals (research notes §3), each mapped to [0, 1] (1 = unsure):
 - `spilled_energy` (only from raw logits): 1 - exp(-max spill), where the spill at
   step i is LSE(f_{i+1}) - f_i[x_{i+1}] (arXiv 2602.18671). vLLM returns only the
   top-k logits, so LSE is their logsumexp: a lower bound, tight for peaked steps.
-The score is the mean of the available components; components are reported raw.
+The score is the mean of the available components, or, when the model's spec has
+an `uncertainty` mix fitted to its own errors, that logistic mix of the raw values;
+components are reported raw either way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shardline.generation import TokenLogprob
+from shardline.spec.policies import UncertaintyMix
 
 WINDOW = 4
 QUANTILE = 0.1
@@ -30,7 +33,7 @@ class Uncertainty:
     """Raw signal values: mean_nll, low_quantile_prob, min_margin, min_window_prob, max_spill."""
 
 
-def score(tokens: Sequence[TokenLogprob], raw_logits: bool = False) -> Uncertainty:
+def score(tokens: Sequence[TokenLogprob], raw_logits: bool = False, mix: UncertaintyMix | None = None) -> Uncertainty:
     """Score an answer; with `raw_logits` the values are logits, normalised over the top-k."""
     if not tokens:
         return Uncertainty(1.0, {})
@@ -52,7 +55,15 @@ def score(tokens: Sequence[TokenLogprob], raw_logits: bool = False) -> Uncertain
     if spill is not None:
         raw["max_spill"] = spill
         unsure.append(1 - math.exp(-max(spill, 0.0)))
+    if mix is not None:
+        return Uncertainty(mixed(mix, raw), raw)
     return Uncertainty(min(1.0, max(0.0, sum(unsure) / len(unsure))), raw)
+
+
+def mixed(mix: UncertaintyMix, raw: dict[str, float]) -> float:
+    """sigmoid(bias + sum of w_c * z_c), z_c the component standardised as fitted."""
+    z = mix.bias + sum(w * (raw[c] - mix.mean[c]) / mix.std[c] for c, w in mix.weights.items())
+    return 0.5 * (1 + math.tanh(z / 2))  # the logistic function, without overflow
 
 
 def normalise(step: TokenLogprob) -> TokenLogprob:

@@ -198,7 +198,7 @@ class Pipeline:
                 async with aclosing(self.attempt(tier, request, last, report)) as stream:
                     async for delta in stream:
                         if delta.finish_reason is not None:
-                            report.uncertainty = uncertainty.score(delta.logprobs, delta.raw_logits) if scored else None
+                            report.uncertainty = self._uncertainty(tier, delta) if scored else None
                             if report.uncertainty:
                                 span.set_attribute(attr.UNCERTAINTY, report.uncertainty.score)
                             if not last and should_escalate(plan, index, report.uncertainty.score):
@@ -210,6 +210,10 @@ class Pipeline:
                         yield delta
             if report.answered_by:
                 return
+
+    def _uncertainty(self, tier: Tier, final: GenerationDelta) -> uncertainty.Uncertainty:
+        """The answer's score, with the tier's own fitted mix when its spec has one."""
+        return uncertainty.score(final.logprobs, final.raw_logits, self._spec.model(tier.name).uncertainty)
 
     async def attempt(
         self, tier: Tier, request: GenerationRequest, last: bool, report: RequestReport

@@ -37,6 +37,12 @@ from shardline.telemetry.tracing import flush_tracing, setup_tracing
 
 logger = logging.getLogger(__name__)
 
+BUSY_CPU_SHARE = 0.05
+"""A probe that timed out with no token for anyone still passes when the engine's
+processes used at least this share of one core meanwhile: a long prompt's prefill
+is one engine step of many seconds on a CPU. A stopped or deadlocked engine waits
+without computing (vLLM's idle workers sleep in poll), far below it."""
+
 EngineFactory = Callable[[ModelSpec], Engine]
 ExitReplica = Callable[[str], None]
 
@@ -114,7 +120,7 @@ class LLMServer:
         if self.failure:
             raise EngineFailure(f"replica of {self._model.name!r} is out of service: {self.failure}")
         limit = self._model.health.probe_timeout_s
-        before = self._deltas
+        before, cpu_before = self._deltas, self._engine.cpu_seconds()
         try:
             async with asyncio.timeout(limit):
                 await self._engine.check_health()
@@ -124,6 +130,15 @@ class LLMServer:
         except TimeoutError:
             if self._deltas > before:  # busy, not stuck: other requests got tokens
                 logger.warning("health probe of %s took over %g s on a busy engine", self._model.name, limit)
+                return
+            computed = _advance(cpu_before, self._engine.cpu_seconds())
+            if computed >= BUSY_CPU_SHARE * limit:  # one long step (a prefill): computing, not stuck
+                logger.warning(
+                    "health probe of %s took over %g s: no token, but the engine computed for %.1f CPU s",
+                    self._model.name,
+                    limit,
+                    computed,
+                )
                 return
             self._out_of_service(
                 f"the engine stalled: no token for any request in {limit:g} s "
@@ -168,3 +183,8 @@ def _start_telemetry(telemetry: TelemetrySpec | None) -> int | None:
         return None
     setup_tracing(telemetry, "replica")
     return serve_replica_metrics(telemetry)
+
+
+def _advance(before: float | None, after: float | None) -> float:
+    """CPU seconds used between two readings; 0 when either is unknown."""
+    return after - before if before is not None and after is not None else 0.0

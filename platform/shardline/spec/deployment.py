@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shardline.spec.base import StrictModel
 from shardline.spec.engine_args import check_engine_args
-from shardline.spec.policies import CompressionSpec, LatencyProfile, PoliciesSpec, TierCost
+from shardline.spec.policies import CompressionSpec, LatencyProfile, PoliciesSpec, TierCost, UncertaintyMix
 from shardline.spec.routing import RoutingSpec, engine_block_tokens
 
 
@@ -124,7 +124,9 @@ class HealthSpec(StrictModel):
     """How long that 1-token generation may take. Past it, a replica whose engine
     produced no token for any request during the probe is stalled: it fails its
     requests over to other replicas and leaves. A slow probe on an engine that is
-    still producing tokens (busy, not stuck) passes."""
+    still producing tokens, or still computing without one (its processes used CPU
+    meanwhile: a long prompt's prefill is one step of many seconds on a CPU), passes:
+    busy, not stuck."""
     timeout_s: float = Field(60.0, gt=0, le=3600)
     """Ray Serve's health_check_timeout_s: a check that has not answered by then
     fails (a replica process that is itself wedged). Must exceed `probe_timeout_s`,
@@ -183,6 +185,9 @@ class ModelSpec(StrictModel):
     cost: TierCost | None = None
     """Price of this tier; None: free (never charged to a tenant)."""
     latency: LatencyProfile | None = None
+    uncertainty: UncertaintyMix | None = None
+    """This model's uncertainty score, fitted to its own errors; None: the plain mean
+    of the components."""
     health: HealthSpec = Field(default_factory=HealthSpec)
     """Replica health checks: period, probe and Serve timeouts, router stall guard."""
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
@@ -206,6 +211,15 @@ class ModelSpec(StrictModel):
             raise ValueError(
                 f"engine_args.load_format ({load_format!r}) must be 'safetensors' when integrity "
                 "is set: only the verified safetensors files may be loaded"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _spill_needs_raw_logits(self) -> ModelSpec:
+        mode = self.engine_args.get("logprobs_mode", "raw_logprobs")
+        if self.uncertainty and "max_spill" in self.uncertainty.weights and mode != "raw_logits":
+            raise ValueError(
+                f"uncertainty weighs max_spill, which needs engine_args.logprobs_mode 'raw_logits' (got {mode!r})"
             )
         return self
 

@@ -1,12 +1,14 @@
-"""Spec sections for the router policies: compression, tier costs, tenants, cascades.
+"""Spec sections for the router policies: compression, tier costs, uncertainty, tenants, cascades.
 
-Per model: `compression` (how long prompts are shortened before the engine) and
-`cost` / `latency` (what a token costs on that tier). Deployment-wide: `policies`
+Per model: `compression` (how long prompts are shortened before the engine),
+`cost` / `latency` (what a token costs on that tier) and `uncertainty` (a score
+fitted to that model's own mistakes). Deployment-wide: `policies`
 (tenants with budgets, and cascades that answer with a cheap tier first).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 from pydantic import Field, model_validator
@@ -30,6 +32,46 @@ class CompressionSpec(StrictModel):
     """Skip compression when the protected parts alone cap the ratio below this."""
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     """extractive: weight of relevance against redundancy (1 ignores redundancy)."""
+
+
+UNCERTAINTY_COMPONENTS = ("mean_nll", "low_quantile_prob", "min_margin", "min_window_prob", "max_spill")
+"""The raw signals policies/uncertainty.py reports; `max_spill` only from raw logits."""
+
+
+class UncertaintyMix(StrictModel):
+    """A model's own uncertainty score: a logistic mix of the raw components fitted on
+    that model's recorded right and wrong answers (`bench/cascade.py` prints one):
+    score = sigmoid(bias + sum of weights[c] * (value[c] - mean[c]) / std[c]), the
+    estimated chance the answer is wrong. Without it the score is the plain mean of
+    the components mapped to [0, 1], which can rank a model's errors worse than one
+    component alone. Refit, and recalibrate the cascades' `escalate_above`, whenever
+    the model or its prompts change."""
+
+    weights: dict[str, float] = Field(min_length=1)
+    mean: dict[str, float]
+    std: dict[str, float]
+    bias: float = 0.0
+
+    @model_validator(mode="after")
+    def _known_components(self) -> UncertaintyMix:
+        unknown = sorted(set(self.weights) - set(UNCERTAINTY_COMPONENTS))
+        if unknown:
+            raise ValueError(
+                f"uncertainty components {', '.join(unknown)} are unknown; known: {', '.join(UNCERTAINTY_COMPONENTS)}"
+            )
+        for name, table in (("mean", self.mean), ("std", self.std)):
+            if set(table) != set(self.weights):
+                raise ValueError(
+                    f"uncertainty.{name} names {sorted(table)}; "
+                    f"it must name the weights' components {sorted(self.weights)}"
+                )
+        for c, v in self.std.items():
+            if not v > 0:
+                raise ValueError(f"uncertainty.std[{c}] is {v}; it must be greater than 0")
+        values = [self.bias, *self.weights.values(), *self.mean.values(), *self.std.values()]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("uncertainty weights, means, stds and bias must be finite numbers")
+        return self
 
 
 class TierCost(StrictModel):
