@@ -58,19 +58,6 @@ POLICIES = (TRUNCATE_MIDDLE, EXTRACTIVE, SELF_INFORMATION)
 RATIOS = (2, 4, 8)
 ARMS = ((NONE, 1),) + tuple((p, r) for p in POLICIES for r in RATIOS)
 DEPTHS = (0.1, 0.5, 0.9)
-TOKENS_PER_WORD = 1.45
-"""SmolLM2's tokens per word of this prose, measured; only a first guess (see `item`)."""
-
-
-def item(seed: int, tokens: int, depth: float, count) -> questions.Item:
-    """A needle item of at most `tokens` prompt tokens (and within 10% of it)."""
-    words = int(tokens / TOKENS_PER_WORD)
-    while True:
-        (found,) = questions.needle_in_prose(seed, 1, words, depths=(depth,))
-        n = count(found.prompt)
-        if n <= tokens:
-            return found
-        words = int(words * tokens / n * 0.98)
 
 
 def question_chars(prompt: str) -> int:
@@ -107,7 +94,7 @@ def record(args) -> list[dict]:
     count = token_counter(str(MODEL_DIR / "tokenizer.json"))
     scorer = SelfInformation(MODEL_DIR)
     items = [
-        (length, item(args.seed + 1000 * length + i, length, DEPTHS[i % len(DEPTHS)], count))
+        (length, questions.needle_within(args.seed + 1000 * length + i, length, DEPTHS[i % len(DEPTHS)], count))
         for length in args.lengths
         for i in range(args.items)
     ]

@@ -8,6 +8,9 @@ import openai
 import pytest
 
 from live import doc_examples, run_doc_example
+from shardline.models import questions
+from shardline.router.scorers import token_counter
+from shardline.v1 import inference_pb2 as pb
 
 pytestmark = pytest.mark.integration
 BLOCKS = doc_examples(pretrained=True)
@@ -38,6 +41,30 @@ def test_the_instruct_model_chats_with_its_own_template(pretrained):
     # SmolLM2's template wraps the turn in <|im_start|>/<|im_end|> and a system turn:
     # far more tokens than the 12 of the question alone.
     assert reply.usage.prompt_tokens > 20
+
+
+def test_extractive_compression_keeps_the_answer_of_a_long_prompt(pretrained):
+    """demo.yaml compresses SmolLM2's prompts of 1500+ tokens 4x (extractive): a
+    2k-token passage of real prose with one fact, then a question about it. Seed 2000000
+    is item 0 of bench/compression_pretrained.py's 2k-token set, answered right both
+    ways there."""
+    count = token_counter(f"{pretrained.spec.model('smollm2-135m-instruct').path}/tokenizer.json")
+    item = questions.needle_within(2_000_000, 2000, 0.1, count)
+    with pretrained.client() as client:
+        compressed = client.generate("smollm2-135m-instruct", item.prompt, max_tokens=16, temperature=0)
+        whole = client.generate(
+            "smollm2-135m-instruct",
+            item.prompt,
+            max_tokens=16,
+            temperature=0,
+            compression=pb.CompressionOptions(policy="none"),
+        )
+    report = compressed.report.compression
+    assert report.policy == "extractive" and not report.skipped
+    assert report.original_prompt_tokens >= 3.5 * report.sent_prompt_tokens
+    assert compressed.usage.prompt_tokens < whole.usage.prompt_tokens / 3  # what the engine was sent
+    assert questions.score(item, whole.text), whole.text
+    assert questions.score(item, compressed.text), compressed.text
 
 
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])

@@ -44,3 +44,12 @@ def test_numbers_compare_as_numbers():
     item = questions.Item("Question: What is 3 plus 4?\nAnswer:", "7", "arithmetic")
     assert questions.score(item, " 7 apples")
     assert not questions.score(item, " 17")
+
+
+def test_a_needle_within_a_token_count_fits_it_and_keeps_its_depth():
+    def count(text):
+        return int(len(text.split()) * 1.6)  # a tokenizer with more tokens per word than guessed
+
+    item = questions.needle_within(7, 900, 0.9, count)
+    assert 0.8 * 900 <= count(item.prompt) <= 900
+    assert item.depth == 0.9 and f"is {item.answer}." in item.prompt

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CAPITALS = {
@@ -60,6 +61,8 @@ SHOTS = "Question: What is the capital of England?\nAnswer: London\n\nQuestion: 
 NAMES = ("Alice", "Bruno", "Chen", "Dara", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas")
 THINGS = ("the red box", "the blue jar", "the green bag", "the old chest", "the tin can", "the paper bag")
 FACT_NOUNS = ("archive", "library", "vault", "garden", "harbour", "observatory")
+TOKENS_PER_WORD = 1.45
+"""Tokens per word of the language reference's prose (SmolLM2's tokenizer): a first guess."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,18 @@ def needle_in_prose(seed: int, n: int, words: int, depths: tuple[float, ...] = (
         prompt = " ".join(sentences) + f"\n\nQuestion: What is the secret code of the {noun}?\nAnswer:"
         out.append(Item(prompt, code, "needle", depth))
     return out
+
+
+def needle_within(seed: int, tokens: int, depth: float, count: Callable[[str], int]) -> Item:
+    """One needle item of at most `tokens` prompt tokens by `count` (a tokenizer's
+    count): the words are guessed from TOKENS_PER_WORD, then cut until it fits."""
+    words = int(tokens / TOKENS_PER_WORD)
+    while True:
+        (found,) = needle_in_prose(seed, 1, words, depths=(depth,))
+        n = count(found.prompt)
+        if n <= tokens:
+            return found
+        words = int(words * tokens / n * 0.98)
 
 
 def score(item: Item, completion: str) -> bool:
