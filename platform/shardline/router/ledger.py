@@ -143,7 +143,8 @@ class Book:
     def _ledger(self, tenant: str) -> Ledger:
         ledger = self._ledgers.get(tenant)
         if ledger is None:
-            raise InvalidArgument(f"tenant {tenant!r} has no budget in this ledger; tenants: {', '.join(self._ledgers)}")
+            known = ", ".join(self._ledgers) or "none"
+            raise InvalidArgument(f"tenant {tenant!r} has no budget in this ledger; tenants: {known}")
         return ledger
 
 

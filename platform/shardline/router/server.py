@@ -4,9 +4,10 @@
 the gRPC server (router/grpc/) and, with `router.http_port`, the OpenAI-compatible
 HTTP server (router/http/). Both admit callers through one `Guard` (same tokens,
 same rate-limit buckets, which live in the router's `Ledgers` with the budgets:
-this process's, or on Ray the deployment's shared ledger, serve/ledger.py). Its health loop keeps the pipeline's view of ready
-replicas current, publishes it as gRPC health (router/grpc/server.py) and has
-the engines' reports for ListModels asked again when it changes (engine_reports.py).
+this process's, or on Ray the deployment's shared ledger, serve/ledger.py). Its
+health loop keeps the pipeline's view of ready replicas current, publishes it as
+gRPC health (router/grpc/server.py) and has the engines' reports for ListModels
+asked again when it changes (engine_reports.py).
 Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
 
