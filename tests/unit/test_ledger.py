@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
@@ -31,7 +32,7 @@ class MemoryCheckpoint:
     def load(self) -> bytes | None:
         return self.value
 
-    def save(self, value: bytes) -> None:
+    async def save(self, value: bytes) -> None:
         self.value, self.writes = value, self.writes + 1
 
     def spent(self, tenant: str) -> float:
@@ -61,32 +62,57 @@ def test_two_routers_spending_one_book_never_pass_the_budget():
     assert rejected > 0  # the budget was actually reached
 
 
-def test_every_reserve_and_settle_is_checkpointed_before_it_returns():
+async def test_every_reserve_and_settle_is_checkpointed_before_it_returns():
     checkpoint = MemoryCheckpoint()
     actor = LedgerActor("app", TERMS, checkpoint, Clock())
-    reservation = actor.reserve("acme", 0.4, lease_s=30.0)
+    reservation = await actor.reserve("acme", 0.4, lease_s=30.0)
     assert json.loads(checkpoint.value)["tenants"]["acme"]["open"] == [[reservation, 0.4, 1030.0]]
-    actor.settle("acme", reservation, 0.25)
+    await actor.settle("acme", reservation, 0.25)
     assert checkpoint.spent("acme") == pytest.approx(0.25) and checkpoint.writes == 2
-    actor.standing("acme")
-    actor.take("acme")
+    await actor.standing("acme")
+    await actor.take("acme")
     assert checkpoint.writes == 2  # reads and rate-limit takes write nothing
 
 
-def test_a_restarted_actor_recovers_spend_and_open_reservations_from_its_checkpoint():
+class SlowCheckpoint(MemoryCheckpoint):
+    """Each write waits until the test lets it finish."""
+
+    def __init__(self):
+        super().__init__()
+        self.proceed = asyncio.Event()
+
+    async def save(self, value: bytes) -> None:
+        await self.proceed.wait()
+        await super().save(value)
+
+
+async def test_changes_made_during_a_write_share_the_next_one_and_none_returns_unwritten():
+    checkpoint = SlowCheckpoint()
+    actor = LedgerActor("app", TERMS, checkpoint, Clock())
+    calls = [asyncio.create_task(actor.reserve("acme", 0.05, lease_s=30.0)) for _ in range(10)]
+    await asyncio.sleep(0)  # all ten reserved; the first write waits, the others wait for it
+    assert not any(call.done() for call in calls) and checkpoint.writes == 0
+    checkpoint.proceed.set()
+    reservations = await asyncio.gather(*calls)
+    assert checkpoint.writes == 2  # the first call's write, then one for the nine behind it
+    stored = {r for r, _, _ in json.loads(checkpoint.value)["tenants"]["acme"]["open"]}
+    assert stored == set(reservations)
+
+
+async def test_a_restarted_actor_recovers_spend_and_open_reservations_from_its_checkpoint():
     checkpoint, clock = MemoryCheckpoint(), Clock()
     first = LedgerActor("app", TERMS, checkpoint, clock)
-    first.settle("acme", first.reserve("acme", 0.3, lease_s=30.0), 0.3)
-    still_open = first.reserve("acme", 0.5, lease_s=30.0)
-    assert not first.take("trial") and not first.take("trial")  # trial's burst of 2 is used up...
-    first.settle("trial", first.reserve("trial", 0.1, lease_s=30.0), 0.1)  # ...and saved with this write
+    await first.settle("acme", await first.reserve("acme", 0.3, lease_s=30.0), 0.3)
+    still_open = await first.reserve("acme", 0.5, lease_s=30.0)
+    assert not await first.take("trial") and not await first.take("trial")  # trial's burst of 2 is used up...
+    await first.settle("trial", await first.reserve("trial", 0.1, lease_s=30.0), 0.1)  # ...saved with this write
     second = LedgerActor("app", TERMS, checkpoint, clock)  # the restart: same args, same key
-    assert second.standing("acme").remaining == pytest.approx(0.2)
+    assert (await second.standing("acme")).remaining == pytest.approx(0.2)
     with pytest.raises(ResourceExhausted, match="tenant 'acme' has 0.2 credits left of 1"):
-        second.reserve("acme", 0.3, lease_s=30.0)
-    assert second.settle("acme", still_open, 0.1).remaining == pytest.approx(0.6)
-    assert second.take("trial") > 0  # the bucket came back empty, not full
-    assert second.reserve("acme", 0.1, lease_s=30.0) != still_open  # reservation ids do not repeat
+        await second.reserve("acme", 0.3, lease_s=30.0)
+    assert (await second.settle("acme", still_open, 0.1)).remaining == pytest.approx(0.6)
+    assert await second.take("trial") > 0  # the bucket came back empty, not full
+    assert await second.reserve("acme", 0.1, lease_s=30.0) != still_open  # reservation ids do not repeat
 
 
 def test_a_reservation_never_settled_is_charged_in_full_when_its_lease_runs_out():
@@ -125,8 +151,8 @@ def test_new_terms_keep_the_spend_and_take_the_new_budget():
     assert book.take("anyone") == 0.0  # no rate limit in the new terms
 
 
-def test_a_restart_takes_the_newest_terms_from_the_checkpoint():
+async def test_a_restart_takes_the_newest_terms_from_the_checkpoint():
     checkpoint = MemoryCheckpoint()
-    LedgerActor("app", TERMS, checkpoint, Clock()).retune(Terms({"acme": (3.0, 60.0)}))
+    await LedgerActor("app", TERMS, checkpoint, Clock()).retune(Terms({"acme": (3.0, 60.0)}))
     restarted = LedgerActor("app", TERMS, checkpoint, Clock())  # Ray passes the creation-time terms again
-    assert restarted.standing("acme").remaining == pytest.approx(3.0)
+    assert (await restarted.standing("acme")).remaining == pytest.approx(3.0)

@@ -1,10 +1,10 @@
 """The deployment's one tenant ledger: a detached Ray actor every router replica spends from.
 
 `LedgerActor` holds the `Book` (router/ledger.py: every tenant's budget window and
-rate-limit bucket). It is a plain (not async) actor with the default
-max_concurrency of 1, so Ray runs its calls one at a time: a reserve's check of
-the credit left and its hold are one step that no other router's call can enter.
-That is the whole of its atomicity; nothing here locks.
+rate-limit bucket). It is an async actor: all its calls run on one thread, one
+event loop, and every method changes the book in one synchronous step before its
+first `await`, so a reserve's check of the credit left and its hold are one step
+that no other router's call can enter. That is the whole of its atomicity.
 
 Named `shardline-ledger-<spec.name>` in the namespace of the router replica that
 first asks for it (Serve's), detached (it outlives `shardline down`, so spend
@@ -12,7 +12,9 @@ survives a redeploy) and restarted by Ray when it dies (`max_restarts=-1`).
 
 Checkpoint: the book as JSON under `ledger/<spec.name>` in the GCS key-value store
 (as Serve's controller keeps its own state), written after every reserve and
-settle and before the call returns. So a router never acts on a reservation or a
+settle and before the call returns; calls that change the book while a write is
+in flight share the next write (group commit: one write at a time, each covering
+every change made before it began). So a router never acts on a reservation or a
 charge that a crash can lose: after a restart the actor reads the checkpoint back
 with every spend and every open reservation (which counts until settled, or until
 its lease runs out and it is charged in full). Rate-limit buckets ride along with
@@ -68,8 +70,8 @@ class GcsCheckpoint:
     def load(self) -> bytes | None:
         return self._gcs.internal_kv_get(self._key, KV_NAMESPACE, timeout=KV_TIMEOUT_S)
 
-    def save(self, value: bytes) -> None:
-        self._gcs.internal_kv_put(self._key, value, True, KV_NAMESPACE, timeout=KV_TIMEOUT_S)
+    async def save(self, value: bytes) -> None:
+        await self._gcs.async_internal_kv_put(self._key, value, True, KV_NAMESPACE, timeout=KV_TIMEOUT_S)
 
 
 class LedgerActor:
@@ -79,38 +81,48 @@ class LedgerActor:
     def __init__(self, app: str, terms: Terms, checkpoint=None, clock=time.time):
         self._checkpoint = checkpoint or GcsCheckpoint(app)
         self._book = Book(terms, clock)  # wall clock: a restart may land on another node
+        self._changes = self._saved = 0  # changes made / covered by the stored checkpoint
+        self._writing = asyncio.Lock()
         saved = self._checkpoint.load()
         if saved:
             self._book.restore(json.loads(saved))
             logger.info("ledger %s: restored from its checkpoint", app)
 
-    def retune(self, terms: Terms) -> None:
+    async def retune(self, terms: Terms) -> None:
         """A router with (maybe) newer terms connected: budgets follow its spec."""
         if terms != self._book.terms:
             self._book.retune(terms)
-            self._save()
+            await self._stored()
 
-    def standing(self, tenant: str) -> Standing:
+    async def standing(self, tenant: str) -> Standing:
         return self._book.standing(tenant)
 
-    def reserve(self, tenant: str, amount: float, lease_s: float) -> int:
+    async def reserve(self, tenant: str, amount: float, lease_s: float) -> int:
         reservation = self._book.reserve(tenant, amount, lease_s)
-        self._save()
+        await self._stored()
         return reservation
 
-    def settle(self, tenant: str, reservation: int, actual: float) -> Settled:
+    async def settle(self, tenant: str, reservation: int, actual: float) -> Settled:
         settled = self._book.settle(tenant, reservation, actual)
-        self._save()
+        await self._stored()
         return settled
 
-    def take(self, tenant: str) -> float:
+    async def take(self, tenant: str) -> float:
         return self._book.take(tenant)
 
-    def state(self) -> dict:
+    async def state(self) -> dict:
         return self._book.state()
 
-    def _save(self) -> None:
-        self._checkpoint.save(json.dumps(self._book.state()).encode())
+    async def _stored(self) -> None:
+        """Returns once a checkpoint taken after the caller's change is stored."""
+        self._changes += 1
+        mine = self._changes
+        async with self._writing:
+            if self._saved >= mine:  # a write that began after this change covered it
+                return
+            covers, value = self._changes, json.dumps(self._book.state()).encode()
+            await self._checkpoint.save(value)
+            self._saved = covers
 
 
 def ledger_actor(spec: DeploymentSpec, namespace: str | None = None):
