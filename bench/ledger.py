@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -169,7 +170,10 @@ def report(rows: dict, put_ms: float, args) -> None:
         print(f"| {name} | {s['p50_ms']:.3f} / {s['p99_ms']:.3f} | {concurrent} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "ledger.json"
-    out.write_text(json.dumps({"arms": rows, "gcs_put_p50_ms": put_ms, "args": vars(args)}, indent=2) + "\n")
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {load:.1f}")
+    result = {"arms": rows, "gcs_put_p50_ms": put_ms, "load_average_1m": load, "args": vars(args)}
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
 
