@@ -1,44 +1,34 @@
-"""Tenant budgets for one router replica: a `Ledger` per tenant from the spec.
-
-Budgets are per router replica: with `router.replicas` > 1 each replica meters
-its own share, so the spec's budget is divided among them (the deployment-wide
-spend then never exceeds the budget either).
+"""What a request costs and whom it is charged to: tiers from the spec, tenants
+resolved against `policies.tenants`, and the `Ledgers` that hold their budgets
+(router/ledger.py). A budget is the deployment's: on Ray every router replica
+spends from one shared ledger, so it is never divided among them.
 """
 
 from __future__ import annotations
 
-import time
-
 from shardline.errors import InvalidArgument
-from shardline.policies.decoding.budget import Ledger
 from shardline.policies.decoding.costs import Tier
+from shardline.router.ledger import Ledgers, LocalLedgers
 from shardline.spec.deployment import DeploymentSpec
 
 
 class Metering:
-    def __init__(self, spec: DeploymentSpec, clock=time.monotonic):
+    def __init__(self, spec: DeploymentSpec, ledgers: Ledgers | None = None):
         self._spec = spec
-        self._clock = clock
-        share = spec.router.replicas
-        now = clock()
-        self._ledgers = {
-            t.name: Ledger(t.name, t.budget / share, t.window_s, window_start=now) for t in spec.policies.tenants
-        }
+        self._tenants = {t.name for t in spec.policies.tenants}
+        self.ledgers = ledgers or LocalLedgers(spec)
+        """Where budgets and rate-limit buckets live; default: this process (tests)."""
 
-    def now(self) -> float:
-        return self._clock()
-
-    def ledger(self, tenant: str) -> Ledger | None:
-        """The tenant's ledger; None when the request is unmetered (no tenant at all,
+    def tenant(self, tenant: str) -> str | None:
+        """The tenant charged; None when the request is unmetered (no tenant at all,
         or no budgets configured: an authenticated tenant is then only an identity)."""
         name = tenant or self._spec.policies.default_tenant
-        if not name or not self._ledgers:
+        if not name or not self._tenants:
             return None
-        ledger = self._ledgers.get(name)
-        if ledger is None:
-            known = ", ".join(self._ledgers) or "none configured"
+        if name not in self._tenants:
+            known = ", ".join(t.name for t in self._spec.policies.tenants)
             raise InvalidArgument(f"tenant {name!r} is not configured; tenants: {known}")
-        return ledger
+        return name
 
     def tier(self, model: str) -> Tier:
         m = self._spec.model(model)

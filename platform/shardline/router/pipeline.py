@@ -17,22 +17,26 @@ logprobs, budgets), apply their decisions and fill `report` for the response.
 Money: the plan's worst case is reserved from the tenant's ledger before the
 first replica call and settled with the actual cost just before the final delta
 goes out (or when the request fails or is cancelled), so the report on the last
-chunk is complete and concurrent requests can never overspend.
+chunk is complete and concurrent requests can never overspend. The ledger may be
+another process (the deployment's shared ledger, serve/ledger.py): its calls are
+awaited, a reservation is leased for the request's timeout plus LEASE_MARGIN_S,
+and a settle that cannot reach it leaves the reservation to be charged in full
+when the lease runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
-from shardline.errors import ResourceExhausted, Unavailable
+from shardline.errors import RequestError, ResourceExhausted, Unavailable
 from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.policies import uncertainty
 from shardline.policies.compression import NONE, SELF_INFORMATION, Compressed, Scorers, compress, skip_reason
 from shardline.policies.compression.extractive import Embedder
-from shardline.policies.decoding.budget import Ledger
 from shardline.policies.decoding.costs import Tier
 from shardline.policies.decoding.plan import make_plan, should_escalate
 from shardline.router import scorers
@@ -50,13 +54,18 @@ from shardline.telemetry.requests import RouterRPC
 from shardline.telemetry.tracing import stage_span
 from shardline.v1 import inference_pb2 as pb
 
+logger = logging.getLogger(__name__)
+
 TOP_LOGPROBS = 2  # top-1 and top-2: enough for the margin signal
 SPECIAL_TOKENS = 2  # BOS/EOS the engine may add to the counted prompt
+LEASE_MARGIN_S = 30.0
+"""A reservation outlives its request's timeout by this much before the ledger
+charges it in full: room for the final settle to retry past a ledger restart."""
 
 
 @dataclass
 class _Billing:
-    ledger: Ledger | None
+    tenant: str
     reservation: int | None
     settled: bool = False
 
@@ -111,7 +120,7 @@ class Pipeline:
                 report.compressed = await self.compression(request, generation, report)
                 _record_compression(span, request.model, report.compressed)
             with stage_span(attr.DECODING_PLAN_SPAN) as span:
-                billing = self.decoding_plan(request, generation, report)
+                billing = await self.decoding_plan(request, generation, report)
                 span.set_attributes({attr.TENANT: report.tenant, attr.TIER: [t.name for t in report.plan.tiers]})
             try:
                 attempts = self._attempts(generation, request.uncertainty, deadline, report, billing)
@@ -121,7 +130,7 @@ class Pipeline:
                             rpc.delta(delta)
                         yield delta
             finally:
-                self._settle(billing, report)
+                await self._settle(billing, report)
                 _record_cost(report, rpc)
         finally:
             self.in_flight -= 1
@@ -154,27 +163,28 @@ class Pipeline:
         # MiniLM and the tokenizer are CPU work: keep the event loop serving others.
         return await asyncio.to_thread(compress, generation.prompt, options, found)
 
-    def decoding_plan(
+    async def decoding_plan(
         self, request: pb.GenerateRequest, generation: GenerationRequest, report: RequestReport
     ) -> _Billing:
-        report.tenant = tenant(request)
-        ledger = self._metering.ledger(report.tenant)
-        report.tenant = ledger.tenant if ledger else ""
+        report.tenant = self._metering.tenant(tenant(request)) or ""
+        ledgers = self._metering.ledgers
+        standing = await ledgers.standing(report.tenant) if report.tenant else None
         cascade = self._spec.policies.cascade(request.model)
-        now = self._metering.now()
         report.charged = report.scoring_cost
         report.plan = make_plan(
             self._metering.tiers(request.model),
             report.compressed.sent_tokens + SPECIAL_TOKENS,
             generation.max_tokens,
-            ledger.remaining(now) - report.scoring_cost if ledger else None,
+            standing.remaining - report.scoring_cost if standing else None,
             cascade.escalate_above if cascade else 1.0,
-            ledger.pace(now) if ledger else 1.0,
+            standing.pace if standing else 1.0,
             report.tenant,
             generation.timeout_s,
         )
-        reservation = ledger.reserve(report.plan.reserve + report.scoring_cost, now) if ledger else None
-        return _Billing(ledger, reservation)
+        if not standing:
+            return _Billing("", None)
+        amount, lease_s = report.plan.reserve + report.scoring_cost, generation.timeout_s + LEASE_MARGIN_S
+        return _Billing(report.tenant, await ledgers.reserve(report.tenant, amount, lease_s))
 
     async def _attempts(
         self, generation: GenerationRequest, scored: bool, deadline: float, report: RequestReport, billing: _Billing
@@ -206,7 +216,7 @@ class Pipeline:
                                 metrics.ESCALATIONS.labels(tier.name, plan.tiers[index + 1].name).inc()
                                 break
                             report.answered_by = tier.name
-                            self._settle(billing, report)
+                            await self._settle(billing, report)
                         yield delta
             if report.answered_by:
                 return
@@ -261,13 +271,20 @@ class Pipeline:
             )
         self.in_flight += 1
 
-    def _settle(self, billing: _Billing, report: RequestReport) -> None:
+    async def _settle(self, billing: _Billing, report: RequestReport) -> None:
+        """Shielded: a cancelled request still settles (else its lease charges it in full)."""
         if billing.settled:
             return
         billing.settled = True
-        if billing.ledger is not None:
-            report.charged = billing.ledger.settle(billing.reservation, report.charged)
-            report.budget_left = billing.ledger.remaining(self._metering.now())
+        if billing.reservation is None:
+            return
+        settle = self._metering.ledgers.settle(billing.tenant, billing.reservation, report.charged)
+        try:
+            settled = await asyncio.shield(settle)
+        except RequestError as exc:
+            logger.warning("tenant %r: settle failed (%s); the lease charges the reservation", billing.tenant, exc)
+            return
+        report.charged, report.budget_left = settled.charged, settled.remaining
 
 
 def _record_compression(span, model: str, compressed: Compressed) -> None:

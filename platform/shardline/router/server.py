@@ -3,9 +3,11 @@
 `RouterServer` owns the `Pipeline` (router/pipeline.py) and hands it to both doors:
 the gRPC server (router/grpc/) and, with `router.http_port`, the OpenAI-compatible
 HTTP server (router/http/). Both admit callers through one `Guard` (same tokens,
-same rate-limit buckets). Its health loop keeps the pipeline's view of ready
-replicas current, publishes it as gRPC health (router/grpc/server.py) and has
-the engines' reports for ListModels asked again when it changes (engine_reports.py).
+same rate-limit buckets, which live in the router's `Ledgers` with the budgets:
+this process's, or on Ray the deployment's shared ledger, serve/ledger.py). Its
+health loop keeps the pipeline's view of ready replicas current, publishes it as
+gRPC health (router/grpc/server.py) and has the engines' reports for ListModels
+asked again when it changes (engine_reports.py).
 Everything is NOT_SERVING until the health loop has seen ready replicas, and
 again while draining.
 
@@ -44,6 +46,8 @@ from shardline.router.engine_reports import EngineReports
 from shardline.router.grpc.server import grpc_server, set_health
 from shardline.router.grpc.servicer import InferenceServicer
 from shardline.router.http.server import HttpServer
+from shardline.router.ledger import Ledgers
+from shardline.router.metering import Metering
 from shardline.router.pipeline import Pipeline
 from shardline.security.auth import router_guard
 from shardline.spec.deployment import DeploymentSpec
@@ -76,11 +80,18 @@ class DrainReport:
 
 
 class RouterServer:
-    def __init__(self, spec: DeploymentSpec, backend: Backend, embed: Embedder = embedder.minilm_embed):
+    def __init__(
+        self,
+        spec: DeploymentSpec,
+        backend: Backend,
+        embed: Embedder = embedder.minilm_embed,
+        ledgers: Ledgers | None = None,
+    ):
         self._spec = spec
         self._backend = backend
         self._embed = embed
-        self.pipeline = Pipeline(spec, backend, embed)
+        self.metering = Metering(spec, ledgers)
+        self.pipeline = Pipeline(spec, backend, embed, self.metering)
         self.engine_reports = EngineReports(backend)
         self.servicer = InferenceServicer(spec, self.pipeline, self.engine_reports)
         self._health = health.aio.HealthServicer()
@@ -93,7 +104,7 @@ class RouterServer:
     async def start(self) -> int:
         """Bind and serve; returns the bound port (useful when the spec says 0)."""
         cfg = self._spec.router
-        guard = router_guard(cfg)  # one for both doors: same tokens, same rate-limit buckets
+        guard = router_guard(cfg, self.metering.ledgers)  # one for both doors: same tokens, same buckets
         server, self.port = grpc_server(cfg, self.servicer, self._health, guard)
         await self._set_health(await self._first_view())
         if any(m.compression and m.compression.policy == EXTRACTIVE for m in self._spec.models):

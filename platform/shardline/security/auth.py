@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from shardline import wire
 from shardline.errors import PermissionDenied, ResourceExhausted, SpecError, Unauthenticated
@@ -89,18 +90,30 @@ class RateLimiter:
     rate: float
     burst: int
     clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    async def take(self, tenant: str) -> float:
+        """`retry_after`, as the `Limiter` the guard awaits."""
+        return self.retry_after(tenant)
 
     def retry_after(self, tenant: str) -> float:
         """Takes one request from the tenant's bucket: 0 when allowed, else seconds to wait."""
         now = self.clock()
-        level, last = self._buckets.get(tenant, (float(self.burst), now))
+        level, last = self.buckets.get(tenant, (float(self.burst), now))
         level = min(float(self.burst), level + (now - last) * self.rate)
         if level >= 1:
-            self._buckets[tenant] = (level - 1, now)
+            self.buckets[tenant] = (level - 1, now)
             return 0.0
-        self._buckets[tenant] = (level, now)
+        self.buckets[tenant] = (level, now)
         return (1 - level) / self.rate
+
+
+class Limiter(Protocol):
+    """Where the rate-limit buckets live: a `RateLimiter` in this process, or the
+    deployment's shared ledger (router/ledger.py)."""
+
+    async def take(self, tenant: str) -> float:
+        """One request from the tenant's bucket: 0 when allowed, else seconds to wait."""
 
 
 @dataclass
@@ -110,13 +123,16 @@ class Guard:
 
     authenticator: Authenticator
     limiter: RateLimiter | None
+    """The configured limit (None: unlimited); its own buckets unless `buckets` is given."""
+    buckets: Limiter | None = None
+    """Where the buckets live when not in `limiter` (the router's ledger)."""
 
-    def admit(self, metadata) -> str:
+    async def admit(self, metadata) -> str:
         """The caller's tenant, made current for this task; typed errors otherwise."""
         tenant = self.authenticator.tenant(metadata)
         if tenant is None:
             raise Unauthenticated("missing or unknown bearer token: send `authorization: Bearer <token>`")
-        wait = self.limiter.retry_after(tenant) if self.limiter else 0.0
+        wait = await (self.buckets or self.limiter).take(tenant) if self.limiter else 0.0
         if wait:
             raise ResourceExhausted(
                 f"tenant {tenant!r} is over its rate limit of {self.limiter.rate:g} requests/s "
@@ -137,10 +153,11 @@ def resolve_tenant(claimed: str, fallback: str = "") -> str:
     return authenticated
 
 
-def router_guard(router) -> Guard | None:
-    """The guard a `RouterSpec` asks for (None without `auth`); reads the tokens file."""
+def router_guard(router, buckets: Limiter | None = None) -> Guard | None:
+    """The guard a `RouterSpec` asks for (None without `auth`); reads the tokens file.
+    `buckets`: where the rate-limit buckets live (default: in this guard)."""
     if router.auth is None:
         return None
     auth = router.auth
     limiter = RateLimiter(auth.requests_per_s, auth.burst) if auth.requests_per_s else None
-    return Guard(Authenticator(load_tokens(auth.tokens_file)), limiter)
+    return Guard(Authenticator(load_tokens(auth.tokens_file)), limiter, buckets)

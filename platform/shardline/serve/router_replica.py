@@ -25,6 +25,7 @@ from ray.serve.handle import DeploymentHandle
 
 from shardline.router.server import DrainReport, RouterServer
 from shardline.serve.deployment_handles import ServeBackend
+from shardline.serve.ledger import SharedLedgers
 from shardline.spec.deployment import DeploymentSpec
 from shardline.telemetry.metrics import serve_router_metrics
 from shardline.telemetry.tracing import flush_tracing, setup_tracing
@@ -35,7 +36,9 @@ class RouterReplica:
         setup_tracing(spec.telemetry, "router")
         self._metrics_port = serve_router_metrics(spec.telemetry)
         self._drain_timeout_s = spec.rollout.drain_timeout_s
-        self._server = RouterServer(spec, ServeBackend(spec.name, handles))
+        # Every router replica spends from the deployment's one ledger (serve/ledger.py).
+        ledgers = await SharedLedgers.connect(spec)
+        self._server = RouterServer(spec, ServeBackend(spec.name, handles), ledgers=ledgers)
         self._drain: asyncio.Task[DrainReport] | None = None
         await self._server.start()
 

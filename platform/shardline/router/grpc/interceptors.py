@@ -93,7 +93,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _admit(self, request, context: grpc.aio.ServicerContext):
         try:
-            self._guard.admit(context.invocation_metadata())
+            await self._guard.admit(context.invocation_metadata())
         except RequestError as exc:
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
         return request

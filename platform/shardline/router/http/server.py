@@ -107,7 +107,7 @@ class HttpServer:
         self._active += 1
         try:
             if self._guard is not None:
-                self._guard.admit([(wire.AUTHORIZATION, request.headers.get(wire.AUTHORIZATION, ""))])
+                await self._guard.admit([(wire.AUTHORIZATION, request.headers.get(wire.AUTHORIZATION, ""))])
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             limit = body_limit(self._spec.router.limits)
