@@ -168,7 +168,8 @@ async def test_the_device_comes_from_the_spec_not_from_what_the_replica_sees(cud
         raise EngineFailure("captured")
 
     monkeypatch.setattr(AsyncLLM, "from_engine_args", capture)
-    monkeypatch.setenv("SHARDLINE_KERNELS", "")
+    for name in ("SHARDLINE_KERNELS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # what start() sets is undone after the test
     gpu = make_spec(model={"path": str(tmp_path), "resources": {"gpu": 1}}).models[0]
     with pytest.raises(EngineFailure, match="captured"):
         await VLLMEngine(gpu).start()

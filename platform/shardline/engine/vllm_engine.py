@@ -58,9 +58,7 @@ class VLLMEngine:
         if self._model.integrity:
             # Before vLLM opens a single file; hashing a large model takes seconds.
             await asyncio.to_thread(verify_model, self._model.path, self._model.integrity.public_key)
-        from vllm.platforms import current_platform
-
-        check_platform(self._model, current_platform)
+        # The spec's device, never this process's view of CUDA (spec/placement.py).
         if device(self._model) == "gpu":
             os.environ.update(gpu_worker_env(self._model))
         else:
@@ -68,6 +66,9 @@ class VLLMEngine:
             configure_cpu_environment(self._model.parallelism.world_size)
         # Read by our vLLM plugin in this process and the engine's children.
         os.environ.update(kernel_env(self._model))
+        from vllm.platforms import current_platform
+
+        check_platform(self._model, current_platform)
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
