@@ -6,7 +6,7 @@ MODELS := .cache/models
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install models train-models demo lint test test-unit drills protos schema engine-args bench clean \
+.PHONY: install models train-models demo lint test test-unit drills protos schema engine-args bench gpu-check clean \
 	image image-gpu image-names image-push image-push-gpu
 
 install: $(STAMP)
@@ -60,6 +60,13 @@ engine-args: $(STAMP)
 
 bench: models
 	$(BIN)/python bench/serving.py deployments/bench-tp1.yaml
+
+# On a GPU machine with only torch and triton (no venv, no install, no network): our
+# Triton kernels' parity on CUDA, then their speed against PyTorch/cuBLAS, as JSON.
+# Without CUDA it prints one line and exits 2. See kernels/README.md.
+GPU_CHECK_OUT ?= bench/results/kernels-gpu.json
+gpu-check:
+	PYTHONPATH=kernels:tests $(PYTHON) bench/kernels/gpu_check.py $(GPU_CHECK_OUT)
 
 # Container images (image/Containerfile.*), with podman or docker, whichever is here.
 # The tag is pyproject's version plus the engine: the Helm chart's default image is

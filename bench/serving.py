@@ -99,13 +99,13 @@ async def direct_phase(model, args) -> PhaseResult:
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from shardline.engine.cpu_env import configure_cpu_environment
-    from shardline.engine.vllm_engine import cuda_available, engine_kwargs
+    from shardline.engine.vllm_engine import engine_kwargs
+    from shardline.spec.placement import device
 
     os.environ.update(model.env)  # what the replica's runtime_env sets
-    on_gpu = cuda_available()
-    if not on_gpu:
+    if device(model) == "cpu":
         configure_cpu_environment(model.parallelism.world_size)
-    llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(model, on_gpu)))
+    llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(model)))
     params = SamplingParams(
         max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True, output_kind=RequestOutputKind.DELTA
     )
@@ -126,14 +126,15 @@ async def vllm_server_phase(model, args) -> PhaseResult:
     import aiohttp
 
     from shardline.engine.cpu_env import configure_cpu_environment
-    from shardline.engine.vllm_engine import cuda_available, engine_kwargs
+    from shardline.engine.vllm_engine import engine_kwargs
+    from shardline.spec.placement import device
 
     env = {**os.environ, **model.env}  # the server gets what the replica would
-    if not cuda_available():
+    if device(model) == "cpu":
         configure_cpu_environment(model.parallelism.world_size, env)
     port = 8011
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port)]
-    for key, value in engine_kwargs(model, cuda_available()).items():
+    for key, value in engine_kwargs(model).items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             cmd.append(flag)

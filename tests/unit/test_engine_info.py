@@ -75,4 +75,4 @@ def test_an_engine_core_without_worker_children_runs_its_worker_itself():
 def test_every_engine_loads_our_worker_report():
     from builders import make_spec
 
-    assert engine_kwargs(make_spec().models[0], on_gpu=False)["worker_extension_cls"] == report.EXTENSION
+    assert engine_kwargs(make_spec().models[0])["worker_extension_cls"] == report.EXTENSION

@@ -30,7 +30,7 @@ def test_expert_parallel_on_cpu_without_our_moe_kernel_is_refused():
 
 
 def test_expert_parallel_reaches_the_engine_arguments():
-    kwargs = engine_kwargs(model(parallelism={"tensor": 2, "expert": 2}, kernels={"moe": "shardline"}), on_gpu=False)
+    kwargs = engine_kwargs(model(parallelism={"tensor": 2, "expert": 2}, kernels={"moe": "shardline"}))
     assert (kwargs["tensor_parallel_size"], kwargs["enable_expert_parallel"]) == (2, True)
 
 

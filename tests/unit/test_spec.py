@@ -66,6 +66,20 @@ def test_expert_parallel_must_match_tensor():
     assert "expert (4) must be 1 or equal to tensor (2)" in msg
 
 
+def test_a_gpu_worker_holds_one_whole_gpu():
+    assert make_spec(model={"resources": {"gpu": 1}}).models[0].resources.bundle() == {"CPU": 1.0, "GPU": 1.0}
+    with pytest.raises(SpecError, match=r"gpu \(0.5\) must be 0 or 1: each engine worker is one vLLM worker"):
+        make_spec(model={"resources": {"gpu": 0.5}})
+    with pytest.raises(SpecError, match=r"resources.gpu: Input should be less than or equal to 1"):
+        make_spec(model={"resources": {"gpu": 2}})
+
+
+def test_shardline_moe_on_gpu_is_refused_not_ignored():
+    make_spec(model={"parallelism": {"tensor": 2, "expert": 2}, "kernels": {"moe": "shardline"}})  # CPU: ours
+    with pytest.raises(SpecError, match=r"kernels.moe \('shardline'\) runs on CPU only, but resources.gpu is 1"):
+        make_spec(model={"resources": {"gpu": 1}, "kernels": {"moe": "shardline"}})
+
+
 def test_replica_bounds_are_checked():
     with pytest.raises(SpecError, match=r"min \(3\) is greater than max \(2\)"):
         validate_spec(spec_dict(model={"replicas": {"min": 3, "max": 2}}))

@@ -13,10 +13,11 @@ async def test_missing_model_directory_fails_fast_with_the_path(tmp_path):
 
 def test_engine_kwargs_come_from_the_spec_and_the_spec_wins():
     spec = make_spec(model={"parallelism": {"tensor": 2, "expert": 2}, "engine_args": {"enforce_eager": True}})
-    kwargs = engine_kwargs(spec.models[0], on_gpu=False)
+    kwargs = engine_kwargs(spec.models[0])
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["enable_expert_parallel"] is True
     assert kwargs["distributed_executor_backend"] == "mp" and kwargs["enforce_eager"] is True
-    assert engine_kwargs(spec.models[0], on_gpu=True)["distributed_executor_backend"] == "ray"
+    on_gpu = make_spec(model={"parallelism": {"tensor": 2, "expert": 2}, "resources": {"gpu": 1}})
+    assert engine_kwargs(on_gpu.models[0])["distributed_executor_backend"] == "ray"
 
 
 async def test_tampered_signed_model_is_refused_before_vllm_loads_it(tmp_path):
@@ -41,7 +42,7 @@ def test_signed_models_load_safetensors_only():
 
     public = "A" * 43 + "="
     spec = make_spec(model={"integrity": {"public_key": public}})
-    assert engine_kwargs(spec.models[0], on_gpu=False)["load_format"] == "safetensors"
+    assert engine_kwargs(spec.models[0])["load_format"] == "safetensors"
     with pytest.raises(SpecError, match=r"load_format \('pt'\) must be 'safetensors' when integrity is set"):
         make_spec(model={"integrity": {"public_key": public}, "engine_args": {"load_format": "pt"}})
     with pytest.raises(SpecError, match="decodes to 3 bytes; an Ed25519 key has 32"):
@@ -50,11 +51,12 @@ def test_signed_models_load_safetensors_only():
 
 def test_pipeline_parallel_on_cpu_runs_vllms_warm_up_and_compiles_nothing():
     pp2 = make_spec(model={"parallelism": {"pipeline": 2}, "engine_args": {"enforce_eager": True}}).models[0]
-    kwargs = engine_kwargs(pp2, on_gpu=False)
+    kwargs = engine_kwargs(pp2)
     assert kwargs["pipeline_parallel_size"] == 2 and kwargs["enforce_eager"] is False
     assert kwargs["compilation_config"] == {"mode": 2, "backend": "eager"}  # DYNAMO_TRACE_ONCE, eager backend
-    assert "compilation_config" not in engine_kwargs(pp2, on_gpu=True)
+    pp2_gpu = make_spec(
+        model={"parallelism": {"pipeline": 2}, "resources": {"gpu": 1}, "engine_args": {"enforce_eager": True}}
+    ).models[0]
+    assert "compilation_config" not in engine_kwargs(pp2_gpu)
     pp1 = make_spec(model={"engine_args": {"enforce_eager": True}}).models[0]
-    assert engine_kwargs(pp1, on_gpu=False)["enforce_eager"] is True and "compilation_config" not in engine_kwargs(
-        pp1, on_gpu=False
-    )
+    assert engine_kwargs(pp1)["enforce_eager"] is True and "compilation_config" not in engine_kwargs(pp1)

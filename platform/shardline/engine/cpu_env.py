@@ -5,6 +5,12 @@ vLLM CPU binds each worker's OpenMP threads to the cores named in
 "auto" mode reserves cores per NUMA node and fails for TP=2 on a one-node,
 two-core machine, so we split the cores this process may use between the ranks.
 Values already in the environment win: operators can pin cores themselves.
+
+The split is per engine, not per node: Ray pins no actor to cores, so every
+replica on a node sees the same affinity and computes the same split. Ranks of
+one engine get disjoint cores; co-located replicas share them (docs/using.md,
+"CPU vs GPU"). A node-wide allocation would need the replicas to agree on who
+holds which cores (Ray reports no core ids for a bundle), which we do not do.
 """
 
 from __future__ import annotations

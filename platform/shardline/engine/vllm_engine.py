@@ -1,10 +1,12 @@
 """The vLLM implementation of the engine protocol: one in-process `AsyncLLM`.
 
 The only module that imports vLLM (lazily, inside `start`, so importing Shardline
-stays cheap). On CPU the engine's TP x PP workers are child processes (vLLM's mp
-executor; stock vLLM refuses its Ray executor on CPU); on GPU they are Ray actors
-in the replica's placement group (vLLM's Ray executor picks the group up because
-it runs inside a Ray actor).
+stays cheap). The spec decides the device (`resources.gpu`, spec/placement.py),
+never what the replica process sees. On CPU the engine's TP x PP workers are child
+processes (vLLM's mp executor; stock vLLM refuses its Ray executor on CPU); on GPU
+every worker, TP=1 included, is a Ray actor in its own bundle of the replica's
+placement group (vLLM's Ray executor picks the group up because it runs inside a
+Ray actor; engine/gpu_env.py names each rank's bundle).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shardline.engine.cpu_env import configure_cpu_environment
+from shardline.engine.gpu_env import check_platform, gpu_worker_env
 from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
 from shardline.engine.protocol import EngineInfo, EngineStats
 from shardline.engine.tracing import vllm_tracing_args
@@ -27,6 +30,7 @@ from shardline.errors import EngineFailure, InvalidArgument, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest, TokenLogprob
 from shardline.security.integrity import verify_model
 from shardline.spec.deployment import ModelSpec
+from shardline.spec.placement import device
 from shardline.telemetry.tracing import configured
 from shardline_kernels import report
 
@@ -55,16 +59,21 @@ class VLLMEngine:
         if self._model.integrity:
             # Before vLLM opens a single file; hashing a large model takes seconds.
             await asyncio.to_thread(verify_model, self._model.path, self._model.integrity.public_key)
-        on_gpu = cuda_available()
-        if not on_gpu:
+        # The spec's device, never this process's view of CUDA (spec/placement.py).
+        if device(self._model) == "gpu":
+            os.environ.update(gpu_worker_env(self._model))
+        else:
             check_cpu_support(self._model)
             configure_cpu_environment(self._model.parallelism.world_size)
         # Read by our vLLM plugin in this process and the engine's children.
         os.environ.update(kernel_env(self._model))
+        from vllm.platforms import current_platform
+
+        check_platform(self._model, current_platform)
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = AsyncEngineArgs(**engine_kwargs(self._model, on_gpu), **vllm_tracing_args(configured()))
+        args = AsyncEngineArgs(**engine_kwargs(self._model), **vllm_tracing_args(configured()))
         # Engine start blocks for ~20 s (model load, worker spawn): keep the event
         # loop free so Ray Serve's control calls to this replica are answered. The
         # engine core is a child of this thread, and dies when it ends (kernels/
@@ -289,8 +298,10 @@ def worker_processes(core_pids: list[int]) -> set[int]:
     return found
 
 
-def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
-    """`AsyncEngineArgs` for a model spec (the benchmark's direct baseline uses it too)."""
+def engine_kwargs(m: ModelSpec) -> dict[str, Any]:
+    """`AsyncEngineArgs` for a model spec (the benchmark's direct baseline uses it too).
+    The device is the spec's (`resources.gpu`), so no caller can pick another."""
+    on_gpu = device(m) == "gpu"
     return {
         # vLLM's tracing asserts on stats it only keeps when logging stats (vllm#25352).
         "disable_log_stats": False,
@@ -303,7 +314,10 @@ def engine_kwargs(m: ModelSpec, on_gpu: bool) -> dict[str, Any]:
         "tensor_parallel_size": m.parallelism.tensor,
         "pipeline_parallel_size": m.parallelism.pipeline,
         "enable_expert_parallel": m.parallelism.expert > 1,
-        "distributed_executor_backend": _executor_backend(m.parallelism.world_size, on_gpu),
+        # GPU: the Ray executor at every world size, so each worker (TP=1 included)
+        # runs on its own bundle's GPU (spec/placement.py). CPU: stock vLLM refuses
+        # the Ray executor (and forces mp even for one worker).
+        "distributed_executor_backend": "ray" if on_gpu else "mp",
         **(cpu_pipeline_kwargs() if not on_gpu and m.parallelism.pipeline > 1 else {}),
         # Each worker answers `info()`'s report (kernels/shardline_kernels/report.py).
         "worker_extension_cls": report.EXTENSION,
@@ -322,21 +336,6 @@ def cpu_pipeline_kwargs() -> dict[str, Any]:
     the warm-up and compiles nothing: tiny Llama at PP=2 then answers with the PP=1
     greedy tokens (tests/integration/test_serving.py)."""
     return {"enforce_eager": False, "compilation_config": {"mode": 2, "backend": "eager"}}  # DYNAMO_TRACE_ONCE
-
-
-def _executor_backend(world_size: int, on_gpu: bool) -> str:
-    # vLLM's Ray executor places GPU workers in the replica's placement group. On
-    # CPU stock vLLM refuses it (and forces mp even for one worker), so workers are
-    # the engine's child processes.
-    return "ray" if on_gpu and world_size > 1 else "mp"
-
-
-def cuda_available() -> bool:
-    if os.environ.get("SHARDLINE_FORCE_CPU"):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 PREFIX_CACHE_COUNTERS = {

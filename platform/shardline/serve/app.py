@@ -4,7 +4,8 @@ One `llm-<model>` deployment per model (replicas of LLMServer) and one `router`
 deployment in front. Each engine replica's placement group holds one bundle for
 the replica process and one per TP x PP worker, packed on one node (on CPU the
 workers are the engine's child processes, so the bundles reserve their CPUs; on
-GPU vLLM's Ray executor places its worker actors in them).
+GPU vLLM's Ray executor places each worker actor, TP=1 included, in its own
+bundle and its GPU). The layout and why: spec/placement.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from shardline.serve.llm_server import LLMServer
 from shardline.serve.replica_set import request_router_config
 from shardline.serve.router_replica import RouterReplica
 from shardline.spec.deployment import DeploymentSpec, ModelSpec, RolloutSpec
+from shardline.spec.placement import REPLICA_BUNDLE, placement_bundles
 
-REPLICA_BUNDLE = {"CPU": 1.0}
 ROUTER_DEPLOYMENT = "router"
 # Ray Serve's throughput mode: user code, the handle's router and the replica on
 # one event loop (no cross-thread hand-off per streamed item), gRPC between
@@ -57,10 +58,6 @@ def rollout_options(rollout: RolloutSpec) -> dict:
     }
 
 
-def placement_bundles(model: ModelSpec) -> list[dict[str, float]]:
-    return [REPLICA_BUNDLE] + [model.resources.bundle()] * model.parallelism.world_size
-
-
 def serve_queue_bound(model: ModelSpec, routers: int = 1) -> int:
     """Serve's `max_queued_requests` (a bound per caller, i.e. per router replica): the
     most that router may ever have in flight for the model (its share at max replicas,
@@ -87,6 +84,8 @@ def llm_deployment(model: ModelSpec, rollout: RolloutSpec = RolloutSpec(), route
     )
     return serve.deployment(LLMServer).options(
         name=llm_deployment_name(model.name),
+        # The replica reserves no GPU (bundle 0 holds none): the engine's workers run
+        # in their own bundles, never in the replica process (spec/placement.py).
         ray_actor_options=_actor_options(REPLICA_BUNDLE["CPU"], model.env),
         placement_group_bundles=placement_bundles(model),
         placement_group_strategy="STRICT_PACK",

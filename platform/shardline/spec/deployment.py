@@ -77,9 +77,22 @@ class WorkerResources(StrictModel):
     """Ray resources reserved for each engine worker (one placement-group bundle)."""
 
     cpu: float = Field(1.0, gt=0, le=1024)
-    gpu: float = Field(0.0, ge=0, le=16)
+    gpu: float = Field(0.0, ge=0, le=1)
+    """0: the engine runs on CPU (vLLM CPU). 1: on GPU, each worker on the one GPU its
+    bundle reserved (spec/placement.py). This decides the engine's device; what the
+    replica process happens to see does not."""
     custom: dict[str, float] = Field(default_factory=dict)
     """Extra Ray resources, e.g. `{"node:pool-a": 0.01}` to pin replicas to nodes."""
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_gpu(cls, value: float) -> float:
+        if value not in (0, 1):
+            raise ValueError(
+                f"gpu ({value:g}) must be 0 or 1: each engine worker is one vLLM worker on one whole GPU "
+                "(vLLM's Ray executor refuses a bundle with more than one GPU and asks one GPU per worker)"
+            )
+        return value
 
     def bundle(self) -> dict[str, float]:
         bundle = {"CPU": self.cpu, **self.custom}
@@ -111,7 +124,8 @@ class Kernels(StrictModel):
     moe: Literal["vllm", "shardline"] = "vllm"
     """Fused MoE experts. `shardline`: our expert-parallel kernel, which honours
     vLLM's expert map (required on CPU when `parallelism.expert` > 1: vLLM-CPU's own
-    MoE kernel crashes under expert parallelism)."""
+    MoE kernel crashes under expert parallelism). CPU only: refused with
+    `resources.gpu` 1, where vLLM's CUDA experts (which honour the expert map) run."""
 
 
 class HealthSpec(StrictModel):
@@ -220,6 +234,18 @@ class ModelSpec(StrictModel):
         if self.uncertainty and "max_spill" in self.uncertainty.weights and mode != "raw_logits":
             raise ValueError(
                 f"uncertainty weighs max_spill, which needs engine_args.logprobs_mode 'raw_logits' (got {mode!r})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shardline_moe_on_cpu_only(self) -> ModelSpec:
+        # Our plugin replaces vLLM-CPU's experts only; on GPU the choice would be a
+        # silent no-op. The Triton kernel is checked on GPU by `make gpu-check`.
+        if self.kernels.moe == "shardline" and self.resources.gpu > 0:
+            raise ValueError(
+                f"kernels.moe ({self.kernels.moe!r}) runs on CPU only, but resources.gpu is "
+                f"{self.resources.gpu:g}: on GPU our kernel is not wired into vLLM's fused-MoE "
+                "experts (vLLM's own CUDA experts honour the expert map); set kernels.moe: vllm"
             )
         return self
 

@@ -22,7 +22,7 @@ OWNED_BY_SPEC = {
     "tensor_parallel_size": "parallelism.tensor",
     "pipeline_parallel_size": "parallelism.pipeline",
     "enable_expert_parallel": "parallelism.expert",
-    "distributed_executor_backend": "parallelism (chosen per platform)",
+    "distributed_executor_backend": "resources.gpu (Ray executor on GPU, mp on CPU)",
     "data_parallel_size": "replicas (one engine per replica)",
     "quantization": "quantization",
 }
