@@ -14,6 +14,8 @@ Contract:
   request in the engine; `abort()` does the same by id.
 - `check_health()` runs a real generation and raises if the engine cannot serve.
 - `info()` asks the running engine what it runs (its config, its live workers).
+- `load()` says how loaded it is now (waiting, running, KV cache, recent TTFT);
+  cheap, called several times a second for the autoscaler.
 - A dead engine (it never recovers) raises `ReplicaLost` from `generate()` and
   `check_health()`, so the caller can retry elsewhere and the replica can leave.
 """
@@ -24,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shardline.engine.load import EngineLoad
 from shardline.generation import GenerationDelta, GenerationRequest
 
 
@@ -82,6 +85,8 @@ class Engine(Protocol):
     async def check_health(self) -> None: ...
 
     def stats(self) -> EngineStats: ...
+
+    def load(self) -> EngineLoad: ...
 
     async def info(self) -> EngineInfo: ...
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from shardline.engine.cpu_env import configure_cpu_environment
 from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
+from shardline.engine.load import EngineLoad, LoadTracker
 from shardline.engine.protocol import EngineInfo, EngineStats
 from shardline.engine.tracing import vllm_tracing_args
 from shardline.errors import EngineFailure, InvalidArgument, ReplicaLost
@@ -45,6 +47,7 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._started = 0
         self._aborted = 0
+        self._load = LoadTracker()
 
     async def start(self) -> None:
         if not os.path.isfile(os.path.join(self._model.path, "config.json")):
@@ -70,7 +73,9 @@ class VLLMEngine:
         # shardline_kernels/lifetime.py): the loop's default executor keeps its
         # threads as long as the replica lives.
         try:
-            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+            self._llm = await asyncio.to_thread(
+                AsyncLLM.from_engine_args, args, stat_loggers=[load_logger_factory(self._load)]
+            )
         except ValidationError as exc:  # vLLM's config classes: wrap (it does not pickle), keep only the reasons
             reasons = "; ".join(err["msg"] for err in exc.errors())
             raise EngineFailure(f"model {self._model.name!r}: vLLM refused the configuration: {reasons}") from None
@@ -155,6 +160,9 @@ class VLLMEngine:
             **prefix_cache_counts(),
         )
 
+    def load(self) -> EngineLoad:
+        return self._load.load(time.monotonic())
+
     async def info(self) -> EngineInfo:
         """Asks the running engine: vLLM's resolved config, and each worker (our worker
         extension, kernels/shardline_kernels/report.py) for its process and its model."""
@@ -231,6 +239,33 @@ def prompt_nll(ids: list[int], offsets: list[tuple[int, int]], logprobs) -> list
         if step is not None and token in step and end > start:
             out.append((start, end, -step[token].logprob))
     return out
+
+
+def load_logger_factory(tracker: LoadTracker) -> Any:
+    """A vLLM stat logger (called after every engine step) that feeds `tracker` with
+    the scheduler's counts and the step's first-token latencies."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class LoadLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0):
+            pass
+
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
+            if scheduler_stats is None and iteration_stats is None:
+                return
+            latest = tracker.load(time.monotonic())
+            tracker.record(
+                scheduler_stats.num_waiting_reqs if scheduler_stats else latest.waiting,
+                scheduler_stats.num_running_reqs if scheduler_stats else latest.running,
+                scheduler_stats.kv_cache_usage if scheduler_stats else latest.kv_cache_usage,
+                iteration_stats.time_to_first_tokens_iter if iteration_stats else (),
+                time.monotonic(),
+            )
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return LoadLogger
 
 
 def engine_info(name: str, config: Any, reports: list[dict[str, Any]], tree: set[int] | None) -> EngineInfo:
