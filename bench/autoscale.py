@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="clients while load rises")
     parser.add_argument("--trickle", type=int, default=2, help="clients while load falls")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--phase-timeout-s", type=float, default=300.0)
+    parser.add_argument("--phase-timeout-s", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "autoscale.json")
     args = parser.parse_args()
     data = yaml.safe_load(args.spec.read_text())

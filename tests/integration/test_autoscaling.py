@@ -5,8 +5,9 @@ request scored by shardline.outcomes (LOST = CORRUPT = 0, every request OK).
 One app of its own (min 0, max 2). Each replica's engine runs two sequences at once
 (`max_num_seqs: 2`), so eight clients leave requests waiting in the engine: the
 signal the policy scales on. Delays are seconds, not minutes, to keep the test
-short; the waits are bounded by generous timeouts only (a replica takes tens of
-seconds to start here), and nothing is asserted about how long a phase took.
+short (about 3 minutes on a quiet machine, two engine starts being most of it); the
+waits are bounded by generous timeouts only, and nothing is asserted about how long
+a phase took.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.integration
 
 APP = "autoscale-it"
 MODEL = "tiny-llama"
-PHASE_TIMEOUT_S = 240.0
+PHASE_TIMEOUT_S = 600.0
+"""Bounds each phase and the router's hold: a replica starts in 60 s on this 2-core
+machine when quiet, and took 245 s once under other people's load (bench/README.md)."""
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,7 @@ def app(ray_cluster, tiny_models):
                 },
             }
         ],
+        "router": {"limits": {"default_deadline_s": PHASE_TIMEOUT_S + 60}},
         "telemetry": {"exporter": "off", "metrics": False},
     }
     with deployed(data) as d:

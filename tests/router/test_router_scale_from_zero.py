@@ -10,8 +10,10 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from builders import make_request, make_spec
-from fakes import LocalBackend, fake_stack
+from fakes import FakeEngine, LocalBackend, fake_stack, start_llm_server
+from shardline.generation import GenerationRequest
 from shardline.outcomes import Plan, Verdict, drive, tally
+from shardline.serve import autoscaling
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 from shardline.wire import RETRY_PUSHBACK_TRAILER
 from waiting import eventually_async
@@ -77,3 +79,24 @@ async def test_a_model_with_min_replicas_is_refused_at_once_without_one():
         assert stack.backend.calls == 0
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "has no ready replica yet" in info.value.details()
+
+
+async def test_a_replica_reports_a_request_still_waiting_for_its_first_token_as_ttft():
+    """The TTFT signal (serve/autoscaling.py) must see a queue that yields nothing."""
+    model = make_spec().models[0]
+    engine = FakeEngine(model)
+    server = await start_llm_server(model, engine)
+    engine.hang()
+    stream = server.generate(GenerationRequest("stuck", PROMPT, max_tokens=2))
+    first = asyncio.ensure_future(anext(stream))
+    try:
+        await eventually_async(
+            lambda: server.record_autoscaling_stats()[autoscaling.TTFT_S] > 0.05, message="the stuck request's age"
+        )
+        stats = server.record_autoscaling_stats()
+        assert stats[autoscaling.RUNNING] == 1  # the fake engine's unfinished request
+    finally:
+        engine.resume()
+        await first
+        await stream.aclose()
+    assert server.record_autoscaling_stats()[autoscaling.TTFT_S] == 0.0  # answered: no longer waiting

@@ -48,3 +48,16 @@ def test_look_back_window_must_exceed_the_metrics_interval():
 )
 def test_autoscaling_fields_are_bounded_and_strict(line, expected):
     assert expected in errors_of(replicas_yaml(f"max: 2\nautoscaling:\n  {line}"))
+
+
+def test_hold_must_end_before_the_deadline_cap():
+    text = (
+        replicas_yaml("min: 0\nmax: 2\nautoscaling:\n  hold_timeout_s: 300.0")
+        + "router:\n  limits:\n    default_deadline_s: 300.0\n"
+    )
+    assert (
+        "model 'm': replicas.autoscaling.hold_timeout_s (300) must be less than router.limits.default_deadline_s (300)"
+        in errors_of(text)
+    )
+    # Only a model that scales to zero holds requests.
+    parse_spec(text.replace("min: 0", "min: 1"), source="s.yaml")

@@ -42,7 +42,8 @@ class AutoscalingSpec(StrictModel):
     before it stops. Default 300 s."""
     hold_timeout_s: float = Field(60.0, gt=0, le=3600)
     """With `replicas.min` 0: how long the router holds a request while the first
-    replica starts (within the request's deadline). Past it the request ends
+    replica starts. Must be less than `router.limits.default_deadline_s`, which caps
+    every request's deadline (a client's shorter deadline ends the hold sooner). Past it the request ends
     UNAVAILABLE with retry advice; nothing was generated. Set it above the replica's
     start time (engine load and warm-up). Default 60 s."""
     metrics_interval_s: float = Field(1.0, ge=0.1, le=60)

@@ -461,6 +461,19 @@ class DeploymentSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _hold_within_deadline(self) -> DeploymentSpec:
+        cap = self.router.limits.default_deadline_s
+        for m in self.models:
+            hold = m.replicas.autoscaling.hold_timeout_s
+            if m.replicas.min == 0 and hold >= cap:
+                raise ValueError(
+                    f"model {m.name!r}: replicas.autoscaling.hold_timeout_s ({hold:g}) must be less than "
+                    f"router.limits.default_deadline_s ({cap:g}), which caps every request's deadline: "
+                    "a held request would pass its deadline first"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _tracing_keeps_engine_stats(self) -> DeploymentSpec:
         for m in self.models:
             if self.telemetry.tracing and m.engine_args.get("disable_log_stats"):
