@@ -6,7 +6,7 @@
 Starts an embedded Ray cluster, deploys `deployments/autoscale.yaml` (tiny Llama,
 min 0, max 2), and runs the drill of `shardline.faults.autoscale`: one request
 from zero (held by the router while the first replica starts), closed-loop load
-until a second replica runs, then a trickle until Serve is back to one. Prints the
+until a second replica runs (and `--settle-s` more), then a trickle until Serve is back to one. Prints the
 figures (time to Serve's scale-up decision and to the new replica RUNNING after
 load starts, TTFT while scaling and after, time back to one replica) and the
 outcome table; writes bench/results/autoscale.json. LOST and CORRUPT must be 0.
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="clients while load rises")
     parser.add_argument("--trickle", type=int, default=2, help="clients while load falls")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--settle-s", type=float, default=20.0, help="load kept on after the new replica runs")
     parser.add_argument("--phase-timeout-s", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "autoscale.json")
     args = parser.parse_args()
@@ -76,6 +77,7 @@ def main() -> None:
                 trickle=args.trickle,
                 max_tokens=args.max_tokens,
                 up_to=model.replicas.max,
+                settle_s=args.settle_s,
                 phase_timeout_s=args.phase_timeout_s,
             )
         )

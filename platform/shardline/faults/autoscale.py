@@ -4,9 +4,10 @@ until Serve adds replicas, then falls to a trickle until it removes them.
 Phases (each bounded by its own timeout; figures in seconds from the phase's start):
 - cold: one request while no replica runs; the router holds it while Serve starts
   the first replica. Figure: its time to first token.
-- rise: `concurrency` closed-loop clients until `up_to` replicas are RUNNING.
-  Figures: time to Serve's scale-up decision (a replica beyond the running ones
-  appears, starting), time to that replica RUNNING, TTFT while scaling.
+- rise: `concurrency` closed-loop clients until `up_to` replicas are RUNNING, and
+  `settle_s` more. Figures: time to Serve's scale-up decision (a replica beyond the
+  running ones appears, starting), time to that replica RUNNING, TTFT while scaling
+  and after.
 - fall: a trickle of `trickle` clients (so streams are in flight when a replica
   stops: it must drain them) until one replica is RUNNING. Figure: time to it.
 Every request's verdict comes from shardline.outcomes: LOST and CORRUPT must be 0.
@@ -101,8 +102,11 @@ async def closed_loop(
     stop: asyncio.Event,
     tag: str,
     clock=time.perf_counter,
+    lost_after_s: float = 120.0,
 ) -> list[Timed]:
-    """`clients` callers, each sending its next request as soon as the last ends, until `stop`."""
+    """`clients` callers, each sending its next request as soon as the last ends, until
+    `stop`. A request with no end after `lost_after_s` is LOST (keep it above the
+    router's hold while a replica starts)."""
     done: list[Timed] = []
     texts = prompts(97)
 
@@ -114,7 +118,7 @@ async def closed_loop(
                 model, text, max_tokens=max_tokens, temperature=0.0, ignore_eos=True, request_id=f"{tag}-{c}-{n}"
             )
             start = clock()
-            [record] = await drive(channel, Plan([request], concurrency=1))
+            [record] = await drive(channel, Plan([request], concurrency=1, lost_after_s=lost_after_s))
             done.append(Timed(start, clock(), record))
             n += 1
 
@@ -132,12 +136,15 @@ async def autoscale_drill(
     trickle: int = 2,
     max_tokens: int = 64,
     up_to: int = 2,
+    settle_s: float = 0.0,
     phase_timeout_s: float = 300.0,
 ) -> DrillResult:
     timeline = Timeline(app, deployment)
     async with grpc.aio.insecure_channel(target) as channel:
         cold = await _cold(channel, model, timeline, phase_timeout_s)
-        rise, rise_records = await _rise(channel, model, timeline, concurrency, max_tokens, up_to, phase_timeout_s)
+        rise, rise_records = await _rise(
+            channel, model, timeline, concurrency, max_tokens, up_to, settle_s, phase_timeout_s
+        )
         fall, fall_records = await _fall(channel, model, timeline, trickle, max_tokens, phase_timeout_s)
     records = [cold.pop("record"), *(t.record for t in rise_records + fall_records)]
     return DrillResult(cold, rise, fall, tally(records), [s.__dict__ for s in timeline.samples])
@@ -151,13 +158,18 @@ async def _cold(channel, model: str, timeline: Timeline, timeout_s: float) -> di
     return {"replicas_before": before.running, "ttft_s": record.ttft_s, "code": record.code, "record": record}
 
 
-async def _rise(channel, model, timeline: Timeline, clients: int, max_tokens: int, up_to: int, timeout_s: float):
+async def _rise(
+    channel, model, timeline: Timeline, clients: int, max_tokens: int, up_to: int, settle_s: float, timeout_s: float
+):
     start = timeline.now()
     base = (await asyncio.to_thread(timeline.poll)).running
     stop = asyncio.Event()
-    load = asyncio.create_task(closed_loop(channel, model, clients, max_tokens, stop, "rise", timeline.now))
+    load = asyncio.create_task(
+        closed_loop(channel, model, clients, max_tokens, stop, "rise", timeline.now, timeout_s + 60)
+    )
     try:
         await timeline.until(lambda s: s.running >= up_to, timeout_s)
+        await asyncio.sleep(settle_s)
     finally:
         stop.set()
         records = await load
@@ -181,7 +193,9 @@ async def _rise(channel, model, timeline: Timeline, clients: int, max_tokens: in
 async def _fall(channel, model, timeline: Timeline, clients: int, max_tokens: int, timeout_s: float):
     start = timeline.now()
     stop = asyncio.Event()
-    load = asyncio.create_task(closed_loop(channel, model, clients, max_tokens, stop, "fall", timeline.now))
+    load = asyncio.create_task(
+        closed_loop(channel, model, clients, max_tokens, stop, "fall", timeline.now, timeout_s + 60)
+    )
     try:
         await timeline.until(lambda s: s.running == 1 and s.starting == 0, timeout_s)
     finally:
