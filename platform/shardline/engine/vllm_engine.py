@@ -10,6 +10,7 @@ it runs inside a Ray actor).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -161,7 +162,11 @@ class VLLMEngine:
         )
 
     def load(self) -> EngineLoad:
-        return self._load.load(time.monotonic())
+        load = self._load.load(time.monotonic())
+        if self._llm is not None and not self._llm.output_processor.get_num_unfinished_requests():
+            # No engine step runs while idle, so the last busy step's counts would stand.
+            return dataclasses.replace(load, waiting=0, running=0, kv_cache_usage=0.0)
+        return load
 
     async def info(self) -> EngineInfo:
         """Asks the running engine: vLLM's resolved config, and each worker (our worker
