@@ -5,7 +5,8 @@ request scored by shardline.outcomes (LOST = CORRUPT = 0, every request OK).
 One app of its own (min 0, max 2). Each replica's engine runs two sequences at once
 (`max_num_seqs: 2`), so eight clients leave requests waiting in the engine: the
 signal the policy scales on. Delays are seconds, not minutes, to keep the test
-short (about 3 minutes on a quiet machine, two engine starts being most of it); the
+short (3.3 minutes on a quiet machine, two engine starts being most of it; 9 under
+a load average of 30 from other jobs); the
 waits are bounded by generous timeouts only, and nothing is asserted about how long
 a phase took.
 """
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.integration
 APP = "autoscale-it"
 MODEL = "tiny-llama"
 PHASE_TIMEOUT_S = 600.0
-"""Bounds each phase and the router's hold: a replica starts in 60 s on this 2-core
-machine when quiet, and took 245 s once under other people's load (bench/README.md)."""
+"""Bounds each phase and the router's hold: a replica starts in about 65 s on this
+2-core machine when quiet, and took up to 434 s under other people's load."""
 
 
 @pytest.fixture(scope="module")
