@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from builders import make_spec
+from shardline.engine.load import EngineLoad
 from shardline.engine.protocol import EngineInfo, EngineStats
 from shardline.errors import InvalidArgument, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest
@@ -115,6 +116,9 @@ class FakeEngine:
 
     def cpu_seconds(self) -> float | None:
         return self.cpu_used
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(running=len(self.unfinished))
 
     async def info(self) -> EngineInfo:
         if not self.started:

@@ -55,7 +55,14 @@ class PermissionDenied(RequestError):
 
 
 class Unavailable(RequestError):
+    """Nothing was generated; safe to retry, after `retry_after_s` when known (sent
+    like ResourceExhausted's)."""
+
     grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceeded(RequestError):

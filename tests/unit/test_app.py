@@ -9,9 +9,10 @@ def test_placement_group_has_one_bundle_per_worker_plus_the_replica():
     assert bundles[1:] == [{"CPU": 2.0, "GPU": 1.0}] * 4
 
 
-def test_logical_cpus_cover_min_replicas_and_router():
+def test_logical_cpus_cover_max_replicas_and_router():
+    # Room for every replica autoscaling may add, or the added ones never place.
     spec = make_spec(model={"parallelism": {"tensor": 2}, "replicas": {"min": 2, "max": 3}})
-    assert logical_cpus_needed(spec) == (1 + 2) * 2 + 1
+    assert logical_cpus_needed(spec) == (1 + 2) * 3 + 1
 
 
 def test_router_and_engines_share_the_drain_timeout_and_surge():

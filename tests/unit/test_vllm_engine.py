@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from builders import make_spec
@@ -60,3 +62,18 @@ def test_pipeline_parallel_on_cpu_runs_vllms_warm_up_and_compiles_nothing():
     assert "compilation_config" not in engine_kwargs(pp2_gpu)
     pp1 = make_spec(model={"engine_args": {"enforce_eager": True}}).models[0]
     assert engine_kwargs(pp1)["enforce_eager"] is True and "compilation_config" not in engine_kwargs(pp1)
+
+
+def test_an_idle_engine_reports_no_load_whatever_its_last_step_said():
+    """vLLM runs no step while idle: the last busy step's counts must not stand."""
+    from types import SimpleNamespace
+
+    from shardline.engine.load import EngineLoad
+
+    engine = VLLMEngine(make_spec().models[0])
+    engine._load.record(3, 2, 0.4, [0.5], now=time.monotonic())
+    unfinished = [2]
+    engine._llm = SimpleNamespace(output_processor=SimpleNamespace(get_num_unfinished_requests=lambda: unfinished[0]))
+    assert engine.load() == EngineLoad(3, 2, 0.4, 0.5)
+    unfinished[0] = 0
+    assert engine.load() == EngineLoad(0, 0, 0.0, 0.5)  # recent first tokens still count

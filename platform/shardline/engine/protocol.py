@@ -16,6 +16,8 @@ Contract:
 - `info()` asks the running engine what it runs (its config, its live workers).
 - `cpu_seconds()` is the CPU time its processes have used so far (None when it
   cannot tell): a long prefill yields no token for seconds, yet computes.
+- `load()` says how loaded it is now (waiting, running, KV cache, recent TTFT);
+  cheap, called several times a second for the autoscaler.
 - A dead engine (it never recovers) raises `ReplicaLost` from `generate()` and
   `check_health()`, so the caller can retry elsewhere and the replica can leave.
 """
@@ -26,6 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shardline.engine.load import EngineLoad
 from shardline.generation import GenerationDelta, GenerationRequest
 
 
@@ -84,6 +87,8 @@ class Engine(Protocol):
     async def check_health(self) -> None: ...
 
     def stats(self) -> EngineStats: ...
+
+    def load(self) -> EngineLoad: ...
 
     async def info(self) -> EngineInfo: ...
 

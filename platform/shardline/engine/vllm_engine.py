@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +26,7 @@ from pydantic import ValidationError
 from shardline.engine.cpu_env import configure_cpu_environment
 from shardline.engine.gpu_env import check_platform, gpu_worker_env
 from shardline.engine.kernels import check_cpu_support, kernel_env, quantization_kwargs
+from shardline.engine.load import EngineLoad, LoadTracker
 from shardline.engine.protocol import EngineInfo, EngineStats
 from shardline.engine.tracing import vllm_tracing_args
 from shardline.errors import EngineFailure, InvalidArgument, ReplicaLost
@@ -50,6 +53,7 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._started = 0
         self._aborted = 0
+        self._load = LoadTracker()
 
     async def start(self) -> None:
         if not os.path.isfile(os.path.join(self._model.path, "config.json")):
@@ -80,7 +84,9 @@ class VLLMEngine:
         # shardline_kernels/lifetime.py): the loop's default executor keeps its
         # threads as long as the replica lives.
         try:
-            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+            self._llm = await asyncio.to_thread(
+                AsyncLLM.from_engine_args, args, stat_loggers=[load_logger_factory(self._load)]
+            )
         except ValidationError as exc:  # vLLM's config classes: wrap (it does not pickle), keep only the reasons
             reasons = "; ".join(err["msg"] for err in exc.errors())
             raise EngineFailure(f"model {self._model.name!r}: vLLM refused the configuration: {reasons}") from None
@@ -164,6 +170,13 @@ class VLLMEngine:
             started_requests=self._started,
             **prefix_cache_counts(),
         )
+
+    def load(self) -> EngineLoad:
+        load = self._load.load(time.monotonic())
+        if self._llm is not None and not self._llm.output_processor.get_num_unfinished_requests():
+            # No engine step runs while idle, so the last busy step's counts would stand.
+            return dataclasses.replace(load, waiting=0, running=0, kv_cache_usage=0.0)
+        return load
 
     async def info(self) -> EngineInfo:
         """Asks the running engine: vLLM's resolved config, and each worker (our worker
@@ -256,6 +269,33 @@ def prompt_nll(ids: list[int], offsets: list[tuple[int, int]], logprobs) -> list
         if step is not None and token in step and end > start:
             out.append((start, end, -step[token].logprob))
     return out
+
+
+def load_logger_factory(tracker: LoadTracker) -> Any:
+    """A vLLM stat logger (called after every engine step) that feeds `tracker` with
+    the scheduler's counts and the step's first-token latencies."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class LoadLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0):
+            pass
+
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
+            if scheduler_stats is None and iteration_stats is None:
+                return
+            latest = tracker.load(time.monotonic())
+            tracker.record(
+                scheduler_stats.num_waiting_reqs if scheduler_stats else latest.waiting,
+                scheduler_stats.num_running_reqs if scheduler_stats else latest.running,
+                scheduler_stats.kv_cache_usage if scheduler_stats else latest.kv_cache_usage,
+                iteration_stats.time_to_first_tokens_iter if iteration_stats else (),
+                time.monotonic(),
+            )
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return LoadLogger
 
 
 def engine_info(name: str, config: Any, reports: list[dict[str, Any]], tree: set[int] | None) -> EngineInfo:

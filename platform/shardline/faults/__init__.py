@@ -21,4 +21,7 @@ over real vLLM at small sizes, and bench/faults.py at large ones.
                   streams finish, new calls UNAVAILABLE fast (drain.py)
     rolling_update  re-deploy under load, with and without client retries
                   (rolling_update.py)
+    autoscale     from zero, load rising to more replicas and falling back: held
+                  first request, scale-up and scale-down times, drained streams
+                  (autoscale.py)
 """

@@ -111,7 +111,7 @@ class Pipeline:
         try:
             with stage_span(attr.ADMISSION_SPAN):
                 generation = self.admission(request, timeout_s, session)
-                held = self.capacity.take((t.name for t in self._metering.tiers(request.model)), self.ready)
+                held = self.capacity.take((t.name for t in self._metering.tiers(request.model)), self._admitting())
             report.request_id, report.timeout_s = generation.request_id, generation.timeout_s
             if rpc:
                 rpc.admitted(request.model, generation)
@@ -140,10 +140,20 @@ class Pipeline:
     def admission(self, request: pb.GenerateRequest, timeout_s: float, session: str = "") -> GenerationRequest:
         generation = admit(request, self._spec, timeout_s, session)
         tiers = self._metering.tiers(request.model)
-        missing = [t.name for t in tiers if not self.ready.get(t.name)]
+        missing = [t.name for t in tiers if not self.ready.get(t.name) and not self._scales_from_zero(t.name)]
         if missing:
             raise Unavailable(f"model {missing[0]!r} has no ready replica yet; retry later")
         return generation
+
+    def _scales_from_zero(self, model: str) -> bool:
+        """A model with `replicas.min` 0: with no replica, its calls are held while one
+        starts (replica_call.py), not refused."""
+        return self._spec.model(model).replicas.min == 0
+
+    def _admitting(self) -> dict[str, int]:
+        """Ready replicas per model for admission: a model scaled to zero admits what
+        its first replica will hold."""
+        return {m: n or int(self._scales_from_zero(m)) for m, n in self.ready.items()}
 
     async def compression(
         self, request: pb.GenerateRequest, generation: GenerationRequest, report: RequestReport

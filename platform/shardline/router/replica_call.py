@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from opentelemetry.trace import SpanKind
 
-from shardline.errors import Aborted, DeadlineExceeded, ReplicaLost
+from shardline.errors import Aborted, DeadlineExceeded, ReplicaLost, Unavailable
 from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.router.backend import Backend
 from shardline.router.report import RequestReport
@@ -31,15 +31,18 @@ class ReplicaCaller:
         self._spec = spec
         self._backend = backend
         self._none_ready = {m.name: asyncio.Event() for m in spec.models}
+        self._some_ready = {m.name: asyncio.Event() for m in spec.models}
 
     def readiness(self, ready: dict[str, int]) -> None:
         """The router's latest view of ready replicas per model (a retry does not wait
-        for a model that has none left)."""
+        for a model that has none left; a call to a model scaled to zero waits for one)."""
         for model, event in self._none_ready.items():
             if ready.get(model):
                 event.clear()
+                self._some_ready[model].set()
             else:
                 event.set()
+                self._some_ready[model].clear()
 
     async def stream(
         self, model: str, request: GenerationRequest, report: RequestReport
@@ -104,9 +107,14 @@ class ReplicaCaller:
         """The backend's stream, ended at the request's deadline, as a lost replica when
         it goes quiet (`stall_s`) and, for a retry, when the model has no ready replica
         left to wait for."""
+        replicas = self._spec.model(model).replicas
+        cold = replicas.min == 0 and not self._some_ready[model].is_set()
         async with aclosing(self._backend.stream(model, request)) as stream:
             if attempt:  # a replica just died: there may be none left
                 stream = _first_unless(stream, self._none_ready[model], model)
+            elif cold:  # scaled to zero: Serve holds the call and starts a replica for it
+                stream = _held(stream, self._some_ready[model], replicas.autoscaling.hold_timeout_s, model)
+            stall_s = None if cold else stall_s  # a replica's start is not a stall
             async for delta in _timed(stream, deadline, stall_s, model, request.request_id, timeout_s):
                 yield delta
 
@@ -145,6 +153,37 @@ async def _first_unless(
     except StopAsyncIteration:
         return
     yield delta
+    async for delta in stream:
+        yield delta
+
+
+async def _held(
+    stream: AsyncIterator[GenerationDelta], some_ready: asyncio.Event, hold_s: float, model: str
+) -> AsyncIterator[GenerationDelta]:
+    """`stream` of a model that has no replica yet: its call waits in Serve's handle
+    (which asks the controller for a replica at once) up to `hold_s` for a replica to
+    become ready. Past it, with none ready, the call is cancelled before it reached any
+    replica: UNAVAILABLE, with advice to retry once the replica may be up."""
+    first = asyncio.ensure_future(anext(stream))
+    ready = asyncio.ensure_future(some_ready.wait())
+    try:
+        await asyncio.wait((first, ready), timeout=hold_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+        if not first.done() and not some_ready.is_set():
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+    if first.cancelled():
+        metrics.OVERLOAD_REJECTIONS.labels(model).inc()
+        raise Unavailable(
+            f"model {model!r} is scaled to zero and no replica became ready within {hold_s:g} s "
+            f"(replicas.autoscaling.hold_timeout_s); one is starting: retry after {hold_s:g} s",
+            retry_after_s=hold_s,
+        )
+    try:
+        yield await first
+    except StopAsyncIteration:
+        return
     async for delta in stream:
         yield delta
 

@@ -15,6 +15,7 @@ import math
 from ray import serve
 from ray.serve import Application
 
+from shardline.serve.autoscaling import autoscaling_config, replica_env
 from shardline.serve.deployment_handles import llm_deployment_name
 from shardline.serve.llm_server import LLMServer
 from shardline.serve.replica_set import request_router_config
@@ -71,22 +72,13 @@ def serve_queue_bound(model: ModelSpec, routers: int = 1) -> int:
 
 def llm_deployment(model: ModelSpec, rollout: RolloutSpec = RolloutSpec(), routers: int = 1) -> serve.Deployment:
     r = model.replicas
-    scaling = (
-        {"num_replicas": r.min}
-        if r.min == r.max
-        else {
-            "autoscaling_config": {
-                "min_replicas": r.min,
-                "max_replicas": r.max,
-                "target_ongoing_requests": r.target_ongoing_requests,
-            }
-        }
-    )
+    # LLM signals (serve/autoscaling.py) between min and max; a fixed count otherwise.
+    scaling = {"autoscaling_config": autoscaling_config(model)} if r.autoscaled else {"num_replicas": r.min}
     return serve.deployment(LLMServer).options(
         name=llm_deployment_name(model.name),
         # The replica reserves no GPU (bundle 0 holds none): the engine's workers run
         # in their own bundles, never in the replica process (spec/placement.py).
-        ray_actor_options=_actor_options(REPLICA_BUNDLE["CPU"], model.env),
+        ray_actor_options=_actor_options(REPLICA_BUNDLE["CPU"], {**replica_env(model), **model.env}),
         placement_group_bundles=placement_bundles(model),
         placement_group_strategy="STRICT_PACK",
         max_ongoing_requests=r.max_ongoing_requests,
@@ -119,6 +111,7 @@ def router_deployment(spec: DeploymentSpec) -> serve.Deployment:
 
 
 def logical_cpus_needed(spec: DeploymentSpec) -> float:
-    """Logical CPUs the app reserves at min replicas (sizes an embedded cluster)."""
-    engines = sum(sum(b["CPU"] for b in placement_bundles(m)) * m.replicas.min for m in spec.models)
+    """Logical CPUs the app reserves at max replicas (sizes an embedded cluster, which
+    must have room for every replica autoscaling may add)."""
+    engines = sum(sum(b["CPU"] for b in placement_bundles(m)) * m.replicas.max for m in spec.models)
     return engines + spec.router.cpu * spec.router.replicas

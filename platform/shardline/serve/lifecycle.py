@@ -128,7 +128,8 @@ def _wait_serving(spec: DeploymentSpec, timeout_s: float, progress) -> Endpoint:
             raise DeployError(f"deployment failed: {line}")
         if line.startswith("RUNNING"):
             endpoint, ready = _router_view(spec.name)
-            if all(ready.get(m.name) for m in spec.models):
+            # A model scaled to zero (replicas.min 0) serves once the router is up.
+            if all(ready.get(m.name) or m.replicas.min == 0 for m in spec.models):
                 return endpoint
         time.sleep(POLL_S)
     raise DeployError(f"not healthy after {timeout_s:.0f} s: {last}")

@@ -24,11 +24,13 @@ import dataclasses
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 
 from shardline.engine.protocol import Engine, EngineInfo, EngineStats
 from shardline.errors import DeadlineExceeded, EngineFailure, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest
+from shardline.serve import autoscaling
 from shardline.serve.coalesce import coalesce
 from shardline.spec.deployment import ModelSpec, TelemetrySpec
 from shardline.telemetry.metrics import serve_replica_metrics
@@ -83,6 +85,7 @@ class LLMServer:
         self.failure: str | None = None
         """Why this replica is out of service (its engine died or stalled); None while it serves."""
         self._deltas = 0  # engine output so far, across requests: tells stuck from busy
+        self._awaiting_first: dict[str, float] = {}  # request id -> when it arrived, until its first token
         self._metrics_port = _start_telemetry(telemetry)  # before the engine: see telemetry.tracing
         self._engine = engine_factory(model)
         await self._engine.start()
@@ -97,9 +100,11 @@ class LLMServer:
         interval = self._model.stream_interval_ms / 1000
         if self.failure:
             raise ReplicaLost(f"this replica of {self._model.name!r} is out of service: {self.failure}")
+        self._awaiting_first[request.request_id] = time.monotonic()
         try:
             with replica_request(self._model.name, request, self._replica) as tracked:
                 async for delta in coalesce(self._engine.generate(tracked.request), interval, deadline):
+                    self._awaiting_first.pop(request.request_id, None)
                     self._deltas += 1
                     if delta.finish_reason is not None:  # the router learns who served it
                         delta = dataclasses.replace(delta, replica=self._replica)
@@ -112,6 +117,8 @@ class LLMServer:
         except ReplicaLost as exc:  # the engine died under this request
             self._out_of_service(exc.message)
             raise
+        finally:
+            self._awaiting_first.pop(request.request_id, None)
 
     async def check_health(self) -> None:
         """A real 1-token generation within `health.probe_timeout_s`. Raises while the
@@ -160,6 +167,21 @@ class LLMServer:
         """Serve's per-replica stats hook (called every request_routing_stats_period_s and
         on demand, replica_stats.py): what this replica's engine did, by its own counters."""
         return dataclasses.asdict(self._engine.stats())
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's autoscaling hook (serve/autoscaling.py): the engine's load now. The
+        TTFT signal is the engine's recent slowest first token, or the age of the oldest
+        request here still waiting for one, whichever is longer (a queue that never
+        yields a first token must count, not go unseen)."""
+        load = self._engine.load()
+        now = time.monotonic()
+        oldest = now - min(self._awaiting_first.values(), default=now)
+        return {
+            autoscaling.WAITING: load.waiting,
+            autoscaling.RUNNING: load.running,
+            autoscaling.KV_CACHE_USAGE: load.kv_cache_usage,
+            autoscaling.TTFT_S: max(load.ttft_s, oldest),
+        }
 
     async def info(self) -> EngineInfo:
         """What this replica's engine runs, as the engine reports it (the router's ListModels)."""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from shardline.spec.autoscaling import AutoscalingSpec
 from shardline.spec.base import StrictModel
 from shardline.spec.engine_args import check_engine_args
 from shardline.spec.policies import CompressionSpec, LatencyProfile, PoliciesSpec, TierCost, UncertaintyMix
@@ -47,12 +48,14 @@ class Parallelism(StrictModel):
 class Replicas(StrictModel):
     """Replica count and autoscaling for one model."""
 
-    min: int = Field(1, ge=1, le=1024)
-    """Replicas kept running at all times."""
+    min: int = Field(1, ge=0, le=1024)
+    """Replicas kept running at all times. 0 scales to zero when idle: the router holds
+    the next request while the first replica starts (`autoscaling.hold_timeout_s`)."""
     max: int = Field(1, ge=1, le=1024)
     """Upper bound for autoscaling; equal to `min` disables it."""
     target_ongoing_requests: float = Field(16.0, gt=0, le=10_000)
-    """Autoscaling target: in-flight requests per replica."""
+    """Autoscaling signal: requests in flight per replica (Serve's count, the requests
+    its handles still hold included); above it the model scales up."""
     max_ongoing_requests: int = Field(256, ge=1, le=100_000)
     """Requests one replica serves at once (its engine batch); beyond it they queue."""
     max_queued_requests: int = Field(16, ge=0, le=100_000)
@@ -60,6 +63,12 @@ class Replicas(StrictModel):
     most ready replicas x (max_ongoing_requests + max_queued_requests) per model
     (divided among router replicas) and rejects the rest at once with
     RESOURCE_EXHAUSTED and retry advice, instead of piling them into a queue."""
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    """How the count moves between `min` and `max` (unused when they are equal)."""
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.min != self.max
 
     @model_validator(mode="after")
     def _consistent(self) -> Replicas:
@@ -489,6 +498,19 @@ class DeploymentSpec(StrictModel):
             unknown = [t for t in c.tiers if t not in names]
             if unknown:
                 raise ValueError(f"cascade {c.name!r} names unserved models: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _hold_within_deadline(self) -> DeploymentSpec:
+        cap = self.router.limits.default_deadline_s
+        for m in self.models:
+            hold = m.replicas.autoscaling.hold_timeout_s
+            if m.replicas.min == 0 and hold >= cap:
+                raise ValueError(
+                    f"model {m.name!r}: replicas.autoscaling.hold_timeout_s ({hold:g}) must be less than "
+                    f"router.limits.default_deadline_s ({cap:g}), which caps every request's deadline: "
+                    "a held request would pass its deadline first"
+                )
         return self
 
     @model_validator(mode="after")

@@ -50,9 +50,11 @@ def grpc_server(
 
 
 async def set_health(health_servicer: health.aio.HealthServicer, spec: DeploymentSpec, ready: dict[str, int]) -> None:
-    """SERVING for each model with a ready replica; the whole router only when every model has one."""
-    for model in spec.models:
-        await health_servicer.set(model_service(model.name), SERVING if ready.get(model.name) else NOT_SERVING)
-    overall = SERVING if all(ready.get(m.name) for m in spec.models) else NOT_SERVING
+    """SERVING for each model with a ready replica, or scaled to zero (`replicas.min` 0:
+    a request is held while a replica starts); the whole router only when every model is."""
+    serving = {m.name: bool(ready.get(m.name)) or m.replicas.min == 0 for m in spec.models}
+    for model, up in serving.items():
+        await health_servicer.set(model_service(model), SERVING if up else NOT_SERVING)
+    overall = SERVING if all(serving.values()) else NOT_SERVING
     await health_servicer.set(INFERENCE_SERVICE, overall)
     await health_servicer.set("", overall)
