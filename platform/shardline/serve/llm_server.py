@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from shardline.engine.protocol import Engine, EngineInfo, EngineStats
 from shardline.errors import DeadlineExceeded, EngineFailure, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest
-from shardline.serve.coalesce import coalesce
+from shardline.serve.coalesce import coalesce, load_scaled
 from shardline.spec.deployment import ModelSpec, TelemetrySpec
 from shardline.telemetry.metrics import serve_replica_metrics
 from shardline.telemetry.requests import replica_label, replica_request
@@ -77,6 +78,7 @@ class LLMServer:
         self.failure: str | None = None
         """Why this replica is out of service (its engine died or stalled); None while it serves."""
         self._deltas = 0  # engine output so far, across requests: tells stuck from busy
+        self._streams = 0  # requests in flight: how much this replica coalesces
         self._metrics_port = _start_telemetry(telemetry)  # before the engine: see telemetry.tracing
         self._engine = engine_factory(model)
         await self._engine.start()
@@ -88,9 +90,10 @@ class LLMServer:
         """Stream deltas; past `request.timeout_s` the engine request is aborted."""
         loop = asyncio.get_running_loop()
         deadline = None if request.timeout_s is None else loop.time() + request.timeout_s
-        interval = self._model.stream_interval_ms / 1000
+        interval = functools.partial(self._interval, self._model.stream_interval_ms / 1000)
         if self.failure:
             raise ReplicaLost(f"this replica of {self._model.name!r} is out of service: {self.failure}")
+        self._streams += 1
         try:
             with replica_request(self._model.name, request, self._replica) as tracked:
                 async for delta in coalesce(self._engine.generate(tracked.request), interval, deadline):
@@ -106,6 +109,11 @@ class LLMServer:
         except ReplicaLost as exc:  # the engine died under this request
             self._out_of_service(exc.message)
             raise
+        finally:
+            self._streams -= 1
+
+    def _interval(self, most_s: float) -> float:
+        return load_scaled(most_s, self._streams)
 
     async def check_health(self) -> None:
         """A real 1-token generation within `health.probe_timeout_s`. Raises while the
