@@ -27,7 +27,9 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,6 +289,8 @@ def main() -> None:
     out = Path(args.out or RESULTS / f"serving-{Path(args.spec).stem}.json")
 
     started = time.time()
+    # `kill` unwinds like Ctrl-C, so vLLM's server and the Ray cluster go down with us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bursts = asyncio.run(run(spec, args))
     summary = {
         a: {str(c): summarize([b for b in bursts if b.arm == a and b.concurrency == c]) for c in args.concurrency}
