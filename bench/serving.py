@@ -167,20 +167,24 @@ def plot(summary: dict, levels: list[int], title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for arm, rows in summary.items():
+    for i, (arm, rows) in enumerate(summary.items()):
+        color = f"C{i}"
         tps = [rows[str(c)]["tokens_per_s_median"] for c in levels]
         lo = [t - min(rows[str(c)]["tokens_per_s_rounds"]) for t, c in zip(tps, levels)]
         hi = [max(rows[str(c)]["tokens_per_s_rounds"]) - t for t, c in zip(tps, levels)]
-        axes[0].errorbar(levels, tps, yerr=[lo, hi], marker="o", capsize=3, label=arm)
+        axes[0].errorbar(levels, tps, yerr=[lo, hi], marker="o", capsize=3, color=color, label=arm)
         for ax, key in ((axes[1], "ttft"), (axes[2], "itl")):
-            ax.plot(levels, [rows[str(c)][f"{key}_p99_ms"] for c in levels], marker="o", label=f"{arm} p99")
-            ax.plot(levels, [rows[str(c)][f"{key}_p50_ms"] for c in levels], ls="--", marker=".", alpha=0.6)
+            ax.plot(levels, [rows[str(c)][f"{key}_p99_ms"] for c in levels], marker="o", color=color)
+            p50 = [rows[str(c)][f"{key}_p50_ms"] for c in levels]
+            ax.plot(levels, p50, ls="--", marker=".", color=color, alpha=0.5)
     for ax, ylabel in zip(axes, ("tokens/s (median, min-max over rounds)", "TTFT ms (p99; dashed p50)", "ITL ms")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent streams")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[2].set_yscale("log")
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("symlog", linthresh=1)
+    axes[2].set_ylim(bottom=0)
     axes[2].set_ylabel("inter-token latency ms (p99; dashed p50)")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
@@ -231,6 +235,10 @@ async def bring_up(spec, args, stack) -> list[Arm]:
     return [arms[a] for a in args.arms]
 
 
+def _title(spec: str, model: dict) -> str:
+    return f"{Path(spec).name}: TP={model['tensor']}, stream_interval_ms {model['stream_interval_ms']:g}"
+
+
 def _ray_down() -> None:
     import ray
     from ray import serve
@@ -274,6 +282,7 @@ def main() -> None:
     parser.add_argument("--arms", default=f"{BASELINE},ray serve llm,shardline gRPC,shardline HTTP")
     parser.add_argument("--stream-interval-ms", type=float, help="override the spec's coalescing interval")
     parser.add_argument("--out", help="JSON path (default: bench/results/serving-<spec name>.json)")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from --out's JSON")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.arms = [a.strip() for a in args.arms.split(",")]
@@ -287,6 +296,11 @@ def main() -> None:
     router = spec.router.model_copy(update={"http_port": free_port()})
     spec = spec.model_copy(update={"models": (model, *spec.models[1:]), "router": router})
     out = Path(args.out or RESULTS / f"serving-{Path(args.spec).stem}.json")
+    if args.replot:
+        data = json.loads(out.read_text())
+        levels = data["workload"]["concurrency"]
+        plot(data["summary"], levels, _title(args.spec, data["model"]), out.with_suffix(".png"))
+        return
 
     started = time.time()
     # `kill` unwinds like Ctrl-C, so vLLM's server and the Ray cluster go down with us.
@@ -329,8 +343,7 @@ def main() -> None:
         ],
     }
     out.write_text(json.dumps(data, indent=2) + "\n")
-    title = f"{Path(args.spec).name}: TP={model.parallelism.tensor}, stream_interval_ms {model.stream_interval_ms:g}"
-    plot(summary, args.concurrency, title, out.with_suffix(".png"))
+    plot(summary, args.concurrency, _title(args.spec, data["model"]), out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
