@@ -12,8 +12,10 @@ subprocess, started at the niceness Ray gives its workers.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -144,8 +146,14 @@ def start_vllm_server(model, port: int, log: Path) -> subprocess.Popen:
         cwd=ROOT,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        preexec_fn=lambda: os.nice(RAY_WORKER_NICENESS),
+        preexec_fn=_server_child,
     )
+
+
+def _server_child() -> None:
+    os.nice(RAY_WORKER_NICENESS)
+    # PR_SET_PDEATHSIG (Linux): the server gets SIGTERM when this bench dies, killed or not.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def ray_llm_app(model):
