@@ -276,7 +276,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec")
     parser.add_argument("--concurrency", default="1,16,64,256", help="comma-separated stream counts")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-requests", type=int, default=32, help="requests per burst, at least")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--arms", default=f"{BASELINE},ray serve llm,shardline gRPC,shardline HTTP")
