@@ -19,7 +19,7 @@ import pytest
 from builders import make_request, make_spec
 from certs import make_pki
 from fakes import start_fake_stack
-from shardline.router.http import chat_template
+from shardline.router.http import chat_template, openai_api
 from shardline.v1 import inference_pb2_grpc as pb_grpc
 from waiting import eventually_async
 
@@ -107,6 +107,13 @@ async def test_chat_streams_with_the_role_first():
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content for c in chunks) == " User: x y"
     assert chunks[-1].choices[0].finish_reason == "length" and chunks[-1].object == "chat.completion.chunk"
+
+
+def test_ignore_eos_reaches_the_sampling_params():
+    body = openai_api.parse(openai_api.CompletionRequest, {"model": "m", "prompt": "p", "ignore_eos": True})
+    assert openai_api.generate_request(body, "p", "r1").sampling.ignore_eos
+    plain = openai_api.parse(openai_api.CompletionRequest, {"model": "m", "prompt": "p"})
+    assert not openai_api.generate_request(plain, "p", "r2").sampling.ignore_eos
 
 
 def test_tokenizer_chat_template_is_used_when_present(tmp_path):

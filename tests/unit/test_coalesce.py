@@ -1,10 +1,13 @@
 import asyncio
+import uuid
 
 import pytest
 
+from builders import make_spec
+from fakes import FakeEngine, start_llm_server
 from shardline.errors import InvalidArgument
-from shardline.generation import GenerationDelta
-from shardline.serve.coalesce import coalesce
+from shardline.generation import GenerationDelta, GenerationRequest
+from shardline.serve.coalesce import FULL_AT_STREAMS, coalesce, load_scaled
 
 LONG_INTERVAL_S = 60.0
 
@@ -65,3 +68,40 @@ async def test_consumer_closing_early_closes_the_engine_stream():
     await anext(stream)
     await stream.aclose()
     assert log == ["closed"]
+
+
+async def test_an_interval_function_is_read_before_each_wait():
+    # 100 ms for the first wait, then 0: one merged delta, then the tokens one by one.
+    calls = []
+
+    def interval():
+        calls.append(None)
+        return 0.1 if len(calls) <= 2 else 0.0  # the first delta never waits
+
+    out = await collect(coalesce(steps(40, 0.005), interval))
+    assert [t for d in out for t in d.token_ids] == list(range(40))
+    assert len(out[1].token_ids) > 1 and len(out) > 10
+    assert [len(d.token_ids) for d in out[-5:]] == [1] * 5
+
+
+def test_load_scaled_interval_grows_with_streams_up_to_the_spec_value():
+    assert load_scaled(0.05, 0) == 0.0
+    assert load_scaled(0.05, 1) == pytest.approx(0.05 / FULL_AT_STREAMS)
+    assert load_scaled(0.05, FULL_AT_STREAMS // 2) == pytest.approx(0.025)
+    assert load_scaled(0.05, FULL_AT_STREAMS) == load_scaled(0.05, 10 * FULL_AT_STREAMS) == 0.05
+
+
+async def test_a_replica_coalesces_in_proportion_to_its_streams_in_flight():
+    # 160 ms at full load: 16 streams of 20 tokens (2 ms apart) send first and last
+    # only; one alone waits 10 ms per message, so it sends several in between.
+    model = make_spec(model={"stream_interval_ms": 160}).models[0]
+    server = await start_llm_server(model, FakeEngine(model, step_s=0.002))
+
+    async def messages() -> int:
+        request = GenerationRequest(request_id=uuid.uuid4().hex, prompt="a b c", max_tokens=20)
+        return len([d async for d in server.generate(request)])
+
+    alone = await messages()
+    loaded = await asyncio.gather(*(messages() for _ in range(FULL_AT_STREAMS)))
+    assert max(loaded) < alone
+    assert server._streams == 0

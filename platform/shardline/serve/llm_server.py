@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from shardline.engine.protocol import Engine, EngineInfo, EngineStats
 from shardline.errors import DeadlineExceeded, EngineFailure, ReplicaLost
 from shardline.generation import GenerationDelta, GenerationRequest
 from shardline.serve import autoscaling
-from shardline.serve.coalesce import coalesce
+from shardline.serve.coalesce import coalesce, load_scaled
 from shardline.spec.deployment import ModelSpec, TelemetrySpec
 from shardline.telemetry.metrics import serve_replica_metrics
 from shardline.telemetry.requests import replica_label, replica_request
@@ -86,6 +87,7 @@ class LLMServer:
         """Why this replica is out of service (its engine died or stalled); None while it serves."""
         self._deltas = 0  # engine output so far, across requests: tells stuck from busy
         self._awaiting_first: dict[str, float] = {}  # request id -> when it arrived, until its first token
+        self._streams = 0  # requests in flight: how much this replica coalesces
         self._metrics_port = _start_telemetry(telemetry)  # before the engine: see telemetry.tracing
         self._engine = engine_factory(model)
         await self._engine.start()
@@ -97,10 +99,11 @@ class LLMServer:
         """Stream deltas; past `request.timeout_s` the engine request is aborted."""
         loop = asyncio.get_running_loop()
         deadline = None if request.timeout_s is None else loop.time() + request.timeout_s
-        interval = self._model.stream_interval_ms / 1000
+        interval = functools.partial(self._interval, self._model.stream_interval_ms / 1000)
         if self.failure:
             raise ReplicaLost(f"this replica of {self._model.name!r} is out of service: {self.failure}")
         self._awaiting_first[request.request_id] = time.monotonic()
+        self._streams += 1
         try:
             with replica_request(self._model.name, request, self._replica) as tracked:
                 async for delta in coalesce(self._engine.generate(tracked.request), interval, deadline):
@@ -119,6 +122,10 @@ class LLMServer:
             raise
         finally:
             self._awaiting_first.pop(request.request_id, None)
+            self._streams -= 1
+
+    def _interval(self, most_s: float) -> float:
+        return load_scaled(most_s, self._streams)
 
     async def check_health(self) -> None:
         """A real 1-token generation within `health.probe_timeout_s`. Raises while the

@@ -196,7 +196,10 @@ class ModelSpec(StrictModel):
     """Tokens of one request that arrive within this window travel as one message
     (the first and last go out at once). 0 sends as soon as possible, merging only
     what piled up meanwhile. Larger values cut per-message CPU at each hop (replica,
-    router, client) at the cost of coarser inter-token timing; see bench/serving.py."""
+    router, client) at the cost of coarser inter-token timing. A replica uses the
+    whole window from 16 streams in flight and a proportional part below that
+    (serve/coalesce.py), so a lightly loaded one streams token by token; see
+    docs/performance.md."""
     integrity: Integrity | None = None
     """When set, replicas refuse a model directory that does not match its signed
     manifest, and load safetensors weights only."""

@@ -65,6 +65,8 @@ class _Common(BaseModel):
     top_k: int | None = Field(None, ge=0)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=0, lt=2**64)
+    ignore_eos: bool = False
+    """vLLM's extension: generate past EOS, exactly max_tokens (benchmarks use it)."""
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -129,6 +131,7 @@ def generate_request(body: _Common, prompt: str, request_id: str) -> pb.Generate
         top_k=body.top_k,
         stop=stop,
         seed=body.seed,
+        ignore_eos=body.ignore_eos,
     )
     request = pb.GenerateRequest(model=body.model, prompt=prompt, sampling=sampling, request_id=request_id)
     options = body.shardline
