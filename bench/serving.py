@@ -34,14 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving_arms import Arm, Sample, free_port, grpc_arm, ray_llm_app, sse_arm, start_vllm_server, wait_http
+from serving_arms import PROMPTS, Arm, Sample, free_port, grpc_arm, ray_llm_app, sse_arm, start_vllm_server, wait_http
 
-PROMPTS = [
-    "The code of amber is",
-    "Once upon a time there was a small village by the sea.",
-    "Question: what is two plus three? Answer:",
-    "Shardline serves language models on a cluster.",
-]
 RESULTS = Path(__file__).parent / "results"
 BASELINE = "vllm server"
 

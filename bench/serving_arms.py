@@ -58,6 +58,15 @@ class Arm:
     url: str = ""
 
 
+PROMPTS = [
+    "The code of amber is",
+    "Once upon a time there was a small village by the sea.",
+    "Question: what is two plus three? Answer:",
+    "Shardline serves language models on a cluster.",
+]
+"""What every arm's streams send, in turn: short prompts, so the load is decode."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

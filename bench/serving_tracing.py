@@ -16,12 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PROMPTS = [
-    "The code of amber is",
-    "Once upon a time there was a small village by the sea.",
-    "Question: what is two plus three? Answer:",
-    "Shardline serves language models on a cluster.",
-]
+from serving_arms import PROMPTS  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 
 
