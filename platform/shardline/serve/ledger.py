@@ -6,8 +6,9 @@ event loop, and every method changes the book in one synchronous step before its
 first `await`, so a reserve's check of the credit left and its hold are one step
 that no other router's call can enter. That is the whole of its atomicity.
 
-Named `shardline-ledger-<spec.name>` in the namespace of the router replica that
-first asks for it (Serve's), detached (it outlives `shardline down`, so spend
+Named `shardline-ledger-<spec.name>` in Serve's namespace (`serve`: a replica's own
+namespace is that of the driver that deployed it, anonymous for `shardline up`, so
+a redeploy from another process would not find it there), detached (it outlives `shardline down`, so spend
 survives a redeploy) and restarted by Ray when it dies (`max_restarts=-1`).
 
 Checkpoint: the book as JSON under `ledger/<spec.name>` in the GCS key-value store
@@ -35,6 +36,7 @@ import time
 import ray
 from ray._raylet import GcsClient  # the client Serve's own KV store uses
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.serve._private.constants import SERVE_NAMESPACE
 
 from shardline.errors import RequestError, Unavailable
 from shardline.router.ledger import Book, Settled, Standing, Terms
@@ -132,7 +134,7 @@ def ledger_actor(spec: DeploymentSpec, namespace: str | None = None):
         ray.remote(LedgerActor)
         .options(
             name=actor_name(spec.name),
-            namespace=namespace or ray.get_runtime_context().namespace,
+            namespace=namespace or SERVE_NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
             max_restarts=-1,
