@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import grpc  # noqa: E402
+
 from compression import SelfInformation  # noqa: E402
 from shardline.client import Client  # noqa: E402
 from shardline.models import questions  # noqa: E402
@@ -90,7 +92,8 @@ def needle_kept(prompt: str, fact: str, policy: str, ratio: float, scorers: Scor
     return fact in compress(prompt, options, scorers).text
 
 
-def record(args) -> list[dict]:
+def record(args, rows: list[dict]) -> None:
+    """Appends one row per (item, arm) to `rows` as it goes (a failure keeps them)."""
     count = token_counter(str(MODEL_DIR / "tokenizer.json"))
     scorer = SelfInformation(MODEL_DIR)
     items = [
@@ -98,7 +101,6 @@ def record(args) -> list[dict]:
         for length in args.lengths
         for i in range(args.items)
     ]
-    rows = []
     with deployed(SPEC) as target, Client(target) as client:
         for policy in (NONE, *POLICIES):  # warm-up: one-time costs (MiniLM's load, the first logprobs)
             ask(client, items[0][1].prompt, policy, 2, args.max_tokens)
@@ -117,7 +119,6 @@ def record(args) -> list[dict]:
                     f"kept={row['needle_kept']!s:<5} ttft={row['ttft_ms']:>8} ms {reply['text'][:30]!r}",
                     flush=True,
                 )
-    return rows
 
 
 def summarise(rows: list[dict], lengths: list[int]) -> dict:
@@ -180,9 +181,16 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16, help="room for 'The secret code of the X is N'")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rows = record(args)
-    summary = {"config": vars(args), **summarise(rows, args.lengths), "rows": rows}
-    key = f"ttft_p50_ms_at_{max(args.lengths)}"
+    rows, failure = [], ""
+    try:
+        record(args, rows)
+    except grpc.RpcError as exc:  # keep and report what completed
+        failure = f"{exc.code().name}: {exc.details()}"
+        print(f"stopped early after {len(rows)} rows: {failure}")
+    complete = [r for r in rows if sum(o["item"] == r["item"] for o in rows) == len(ARMS)]
+    lengths = sorted({r["length"] for r in complete})
+    summary = {"config": vars(args), "failure": failure, **summarise(complete, lengths), "rows": rows}
+    key = f"ttft_p50_ms_at_{max(lengths)}"
     print(f"\nuncompressed accuracy {summary['none_accuracy']}")
     print(f"{'policy':<18}{'ratio':>6}{'achieved':>9}{'kept':>7}{'acc':>7}{'delta':>7}{key:>22}{'speedup':>9}")
     for r in summary["table"]:
