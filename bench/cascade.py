@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -96,6 +96,10 @@ SUITES = {
         results="cascade-pretrained",
     ),
 }
+SUITES["pretrained-raw"] = replace(
+    SUITES["pretrained"], spec=ROOT / "deployments" / "bench-pretrained-raw.yaml", results="cascade-pretrained-raw"
+)
+"""The same, the engines returning raw logits: spilled energy joins the score."""
 
 
 def record(suite: Suite, items_per_group: int, seed: int) -> list[dict]:
