@@ -29,6 +29,7 @@ survives a head-node restart only when GCS fault tolerance is on (external Redis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -142,6 +143,14 @@ def ledger_actor(spec: DeploymentSpec, namespace: str | None = None):
         )
         .remote(spec.name, Terms.of(spec))
     )
+
+
+def stop_ledger_actor(app: str) -> None:
+    """Stop the deployment's ledger actor, if one runs; its checkpoint stays, so the
+    next router to connect starts it again with every spend. For a first deploy that
+    failed: nothing of it may be left running."""
+    with contextlib.suppress(ValueError):  # ValueError: none runs
+        ray.kill(ray.get_actor(actor_name(app), namespace=SERVE_NAMESPACE), no_restart=True)
 
 
 class SharedLedgers:

@@ -21,6 +21,7 @@ from shardline.errors import ShardlineError
 from shardline.serve import ray_auth
 from shardline.serve.app import ROUTER_DEPLOYMENT, build_app, logical_cpus_needed
 from shardline.serve.deployment_handles import enum_value, running_replicas
+from shardline.serve.ledger import stop_ledger_actor
 from shardline.spec.deployment import DeploymentSpec
 
 logger = logging.getLogger(__name__)
@@ -108,12 +109,19 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
                 f"{exc}; application {spec.name!r} existed before, so it was not removed "
                 "(deploy a fixed spec, or `shardline down`)"
             ) from None
-        undeploy(spec.name)
+        _remove_new(spec.name)
         raise DeployError(f"{exc}; application {spec.name!r} removed, nothing left deployed") from None
     except BaseException:  # interrupted: do not leave a new application half-deployed either
         if not existed:
-            undeploy(spec.name)
+            _remove_new(spec.name)
         raise
+
+
+def _remove_new(app: str) -> None:
+    """Remove an application whose first deploy failed, and the ledger actor its
+    routers may have started (its checkpoint, with any spend, stays)."""
+    undeploy(app)
+    stop_ledger_actor(app)
 
 
 def _wait_serving(spec: DeploymentSpec, timeout_s: float, progress) -> Endpoint:
