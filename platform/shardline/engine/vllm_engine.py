@@ -188,8 +188,7 @@ class VLLMEngine:
         """User + system CPU time of the engine core process(es) and their workers."""
         import psutil
 
-        manager = getattr(self._llm.engine_core.resources, "engine_manager", None)
-        cores = [proc.pid for proc in getattr(manager, "processes", ())]
+        cores = self._core_pids()
         if not cores:  # the core runs in this process (no separate engine process)
             return None
         total = 0.0
@@ -204,9 +203,12 @@ class VLLMEngine:
         when the workers are not local processes (the Ray executor's actors)."""
         if self._llm.vllm_config.parallel_config.distributed_executor_backend == "ray":
             return None
+        return worker_processes(self._core_pids())
+
+    def _core_pids(self) -> list[int]:
+        """Pids of vLLM's EngineCore process(es) this engine started."""
         manager = getattr(self._llm.engine_core.resources, "engine_manager", None)
-        cores = [proc.pid for proc in getattr(manager, "processes", ())]
-        return worker_processes(cores)
+        return [proc.pid for proc in getattr(manager, "processes", ())]
 
     def shutdown(self) -> None:
         if self._llm is not None:
