@@ -20,7 +20,7 @@ def replicas_yaml(lines: str) -> str:
 
 def test_autoscaling_defaults_are_documented_values():
     a = make_spec(model={"replicas": {"min": 1, "max": 3}}).models[0].replicas.autoscaling
-    assert (a.waiting_per_replica, a.kv_cache_usage, a.ttft_target_s) == (2.0, 0.9, None)
+    assert (a.waiting_per_replica, a.kv_cache_usage, a.ttft_target_s, a.ttft_window_s) == (2.0, 0.9, None, 10)
     assert (a.upscale_delay_s, a.downscale_delay_s, a.scale_to_zero_delay_s, a.hold_timeout_s) == (10, 60, 300, 60)
 
 
@@ -42,6 +42,7 @@ def test_look_back_window_must_exceed_the_metrics_interval():
         ("kv_cache_usage: 1.5", "kv_cache_usage: Input should be less than or equal to 1 (got 1.5)"),
         ("scale_down_fraction: 1.0", "scale_down_fraction: Input should be less than 1 (got 1.0)"),
         ("hold_timeout_s: 0.0", "hold_timeout_s: Input should be greater than 0 (got 0.0)"),
+        ("ttft_window_s: 601", "ttft_window_s: Input should be less than or equal to 600 (got 601)"),
         ("waiting_per_replica: -1.0", "waiting_per_replica: Input should be greater than or equal to 0 (got -1.0)"),
         ("ttl: 3", "s.yaml:7 models[0].replicas.autoscaling.ttl: unknown key 'ttl'"),
     ],

@@ -11,9 +11,6 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-TTFT_WINDOW_S = 10.0
-"""First tokens older than this no longer count as recent."""
-
 
 @dataclass(frozen=True, slots=True)
 class EngineLoad:
@@ -25,12 +22,13 @@ class EngineLoad:
     """Fraction of KV-cache blocks in use, 0..1."""
     ttft_s: float = 0.0
     """The slowest time to first token among the requests whose first token came in
-    the last TTFT_WINDOW_S (0: none did)."""
+    the tracker's window (0: none did)."""
 
 
 class LoadTracker:
-    def __init__(self, window_s: float = TTFT_WINDOW_S):
+    def __init__(self, window_s: float):
         self._window_s = window_s
+        """First tokens older than this no longer count as recent (`autoscaling.ttft_window_s`)."""
         self._latest = EngineLoad()
         self._ttfts: deque[tuple[float, float]] = deque()
 

@@ -53,7 +53,7 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._started = 0
         self._aborted = 0
-        self._load = LoadTracker()
+        self._load = LoadTracker(model.replicas.autoscaling.ttft_window_s)
 
     async def start(self) -> None:
         if not os.path.isfile(os.path.join(self._model.path, "config.json")):

@@ -28,6 +28,9 @@ class AutoscalingSpec(StrictModel):
     """Scale up when the recent time to first token (the slowest replica's; a request
     still waiting for its first token counts with its age) exceeds it. Unset: not a
     signal. Set it above the TTFT of a long prompt on an idle replica."""
+    ttft_window_s: float = Field(10.0, gt=0, le=600)
+    """How long a request's TTFT counts as recent for `ttft_target_s`: one slow prefill
+    holds the signal up this long. Shorter reacts sooner and forgets sooner. Default 10 s."""
     scale_down_fraction: float = Field(0.5, gt=0, lt=1)
     """Scale down only when every signal is below this fraction of its threshold, and
     the in-flight requests would fit one replica fewer at this fraction of
