@@ -27,7 +27,7 @@ The arms run one after another, each on a freshly deployed app: three apps at on
 the policy of a deployed app restarts its engines anyway (the routing section is
 part of the replicas' spec). `--rounds 2` runs them A B C C B A against drift.
 
-    .venv/bin/python bench/routing.py --model .cache/models/smollm2-135m-instruct
+    .venv/bin/python bench/routing.py --rounds 2
 """
 
 from __future__ import annotations
@@ -50,10 +50,16 @@ RAY_PREFIX_ROUTER = "ray.serve.llm.request_router.PrefixCacheAffinityRouter"
 DEPLOY_TIMEOUT_S = 900
 
 
-def spec_for(arm: str, model_path: str, replicas: int):
+def spec_for(arm: str, model_path: str, replicas: int, kv_blocks: int | None = None):
     from shardline.spec import validate_spec
 
     policy = "default" if arm == "ray_prefix" else arm
+    engine_args = {"enforce_eager": True, "gpu_memory_utilization": 0.3}
+    routing = {"policy": policy}
+    if kv_blocks:  # a KV cache that holds fewer groups than the workload has: the cache is the constraint
+        engine_args["num_gpu_blocks_override"] = kv_blocks
+        if policy == "prefix_affinity":  # as docs/routing.md says: remember about what the engine can hold
+            routing["max_blocks_per_replica"] = kv_blocks
     return validate_spec(
         {
             "name": f"routing-{arm.replace('_', '-')}",
@@ -65,8 +71,8 @@ def spec_for(arm: str, model_path: str, replicas: int):
                     "max_model_len": 4096,
                     "replicas": {"min": replicas, "max": replicas},
                     "health": {"period_s": 600, "probe_timeout_s": 30, "timeout_s": 120},
-                    "engine_args": {"enforce_eager": True, "gpu_memory_utilization": 0.3},
-                    "routing": {"policy": policy},
+                    "engine_args": engine_args,
+                    "routing": routing,
                 }
             ],
             "router": {"port": 0},
@@ -127,13 +133,18 @@ def shared_workload(words: Words, args) -> list[tuple[str, list[str]]]:
 
 
 async def run_shared(stub, words: Words, args) -> list[dict]:
+    """Every conversation is open at once; at most `in_flight` turns run at a time, so
+    the groups' prompts come back round after round (as users of a chat service do)
+    rather than one conversation finishing before the next starts."""
     records = []
+    gate = asyncio.Semaphore(args.in_flight)
 
     async def conversation(system: str, turns: list[str]) -> None:
         history = system
         for user in turns:
             history += " " + user
-            record = await one(stub, history, args.max_tokens)
+            async with gate:
+                record = await one(stub, history, args.max_tokens)
             records.append(record)
             history += record["text"]
 
@@ -227,7 +238,8 @@ async def run_arm(arm: str, target: str, app_name: str, tokenizer, block: int, a
     out = {}
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.InferenceStub(channel)
-        for n, (name, workload) in enumerate(WORKLOADS.items()):
+        for n, name in enumerate(args.workloads.split(",")):
+            workload = WORKLOADS[name]
             words = Words(tokenizer, seed * 100 + n)
             before = replica_stats(app_name, "m")
             start = time.perf_counter()
@@ -243,37 +255,81 @@ def _round(value):
     return round(value, 3) if isinstance(value, float) else value
 
 
-def table(results: dict) -> str:
-    columns = ["workload", "arm", "TTFT p50 ms", "TTFT p99 ms", "tokens/s", "hit rate", "ideal", "load max/mean"]
-    rows = ["| " + " | ".join([*columns, "per replica"]) + " |", "|" + "---|" * 9]
-    for workload in WORKLOADS:
-        for arm, by_workload in results.items():
-            r = by_workload[workload]
+def table(runs: list[dict]) -> str:
+    """Every run, workload by workload, arms in run order (round 2 runs them reversed)."""
+    columns = ["workload", "arm", "round", "TTFT p50 ms", "TTFT p99 ms", "tokens/s", "hit rate", "ideal"]
+    rows = ["| " + " | ".join([*columns, "load max/mean", "per replica"]) + " |", "|" + "---|" * 10]
+    for workload in runs[0]["results"]:
+        for run in runs:
+            r = run["results"][workload]
             rows.append(
-                f"| {workload} | {arm} | {r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | {r['tokens_per_s']:.1f} | "
-                f"{r['hit_rate']:.2f} | {r['ideal_hit_rate']:.2f} | {r['max_over_mean_load']:.2f} | "
-                f"{'/'.join(map(str, r['per_replica_started']))} |"
+                f"| {workload} | {run['arm']} | {run['round']} | {r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | "
+                f"{r['tokens_per_s']:.1f} | {r['hit_rate']:.2f} | {r['ideal_hit_rate']:.2f} | "
+                f"{r['max_over_mean_load']:.2f} | {'/'.join(map(str, r['per_replica_started']))} |"
             )
     return "\n".join(rows)
+
+
+PANELS = (
+    ("hit_rate", "prefix-cache hit rate (vLLM)"),
+    ("ttft_p50_ms", "TTFT p50, ms"),
+    ("max_over_mean_load", "load: max / mean"),
+)
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """One panel per measure; per workload, a bar per run (arm, round); the ideal hit rate as a tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(runs[0]["results"])
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
+    width = 0.8 / len(runs)
+    for ax, (key, title) in zip(axes, PANELS, strict=True):
+        for i, run in enumerate(runs):
+            xs = [w + (i - (len(runs) - 1) / 2) * width for w in range(len(workloads))]
+            values = [run["results"][w][key] for w in workloads]
+            ax.bar(xs, values, width, label=f"{run['arm']} (round {run['round']})", color=f"C{ARMS.index(run['arm'])}")
+            if key == "hit_rate":
+                ideal = [run["results"][w]["ideal_hit_rate"] for w in workloads]
+                ax.scatter(xs, ideal, marker="_", color="black", s=80, zorder=3)
+        ax.set_xticks(range(len(workloads)), workloads)
+        ax.set_title(title + (" (-: ideal)" if key == "hit_rate" else ""))
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / ".cache" / "models" / "smollm2-135m-instruct"))
     parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="2: arms A B C then C B A")
-    parser.add_argument("--groups", type=int, default=3)
+    parser.add_argument("--groups", type=int, default=6)
     parser.add_argument("--conversations", type=int, default=2, help="per group")
     parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--prefix-words", type=int, default=600)
+    parser.add_argument("--in-flight", type=int, default=4, help="shared workload: turns running at once")
+    parser.add_argument("--kv-blocks", type=int, default=64, help="KV cache blocks per replica (0: vLLM's own size)")
+    parser.add_argument("--prefix-words", type=int, default=1000)
     parser.add_argument("--turn-words", type=int, default=40)
     parser.add_argument("--burst", type=int, default=16, help="requests of the unique and hot workloads")
     parser.add_argument("--concurrency", type=int, default=4, help="unique workload")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--out", default=str(RESULTS / "routing.json"))
+    parser.add_argument("--replot", action="store_true", help="redraw the table and plot of --out; run nothing")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.replot:
+        runs = json.loads(out.read_text())["runs"]
+        print(table(runs))
+        plot(runs, out.with_suffix(".png"))
+        return
 
     import ray
     from ray import serve
@@ -285,14 +341,13 @@ def main() -> None:
     for arm, why in skipped.items():
         print(f"arm {arm} skipped: {why}", flush=True)
     arms = [arm for arm in args.arms.split(",") if arm not in skipped]
-    order = [a for r in range(args.rounds) for a in (arms if r % 2 == 0 else arms[::-1])]
+    order = [(r + 1, a) for r in range(args.rounds) for a in (arms if r % 2 == 0 else arms[::-1])]
     tokenizer = load_tokenizer(str(Path(args.model) / "tokenizer.json"))
-    results: dict[str, dict] = {}
     runs: list[dict] = []
     lifecycle.connect(None, spec_for(arms[0], args.model, args.replicas))
     try:
-        for i, arm in enumerate(order):
-            spec = spec_for(arm, args.model, args.replicas)
+        for i, (round_, arm) in enumerate(order):
+            spec = spec_for(arm, args.model, args.replicas, args.kv_blocks)
             print(f"arm {arm}: deploying {args.replicas} replicas", flush=True)
             endpoint = deploy(arm, spec)
             try:
@@ -302,17 +357,16 @@ def main() -> None:
                 )
             finally:
                 lifecycle.undeploy(spec.name)
-            runs.append({"arm": arm, "results": run})
-            results.setdefault(arm, run)
+            runs.append({"arm": arm, "round": round_, "results": run})
     finally:
         serve.shutdown()
         ray.shutdown()
-    print(table(results))
-    out = Path(args.out)
+    print(table(runs))
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = {"args": vars(args), "block_tokens": block, "results": results, "runs": runs, "skipped": skipped}
+    data = {"args": vars(args), "block_tokens": block, "runs": runs, "skipped": skipped}
     out.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"wrote {out}")
+    plot(runs, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
