@@ -1,0 +1,78 @@
+"""Expert weights in the form the CPU kernel multiplies by.
+
+`Experts` holds the plain [E, 2I, H] / [E, H, I] tensors as given (any dtype,
+views allowed): one `torch.mm` per GEMM, the path of `cpu.fused_moe` and of the
+parity tests. `prepack` converts them once, when vLLM has loaded a layer:
+
+- bf16/fp16 experts on a CPU whose oneDNN has no native bf16 GEMM (AVX2 only:
+  no AVX512-BF16, AMX or AVX-NE-CONVERT) are widened to fp32, exactly, at twice
+  the memory: PyTorch's bf16 GEMM falls back to a slow path there (a 256 x 1024
+  x 7168 GEMM took 363 ms in bf16, 46 ms in fp32 on the AVX2 dev machine);
+- bf16 experts on a CPU with native bf16 are reordered into oneDNN's blocked
+  layout (`mkldnn._reorder_linear_weight`) and multiplied by
+  `mkldnn._linear_pointwise`, which skips the per-call weight reorder `F.linear`
+  pays.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# oneDNN's own check per low-precision dtype: does this CPU run its GEMMs natively?
+NATIVE = {
+    torch.bfloat16: lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    torch.float16: lambda: torch.ops.mkldnn._is_mkldnn_fp16_supported(),
+}
+
+
+class Experts:
+    """Plain weights: `gate_up(e, x)` = x @ w13[e].T, `down(e, h)` = h @ w2[e].T."""
+
+    def __init__(self, w13: torch.Tensor, w2: torch.Tensor):
+        self.w13, self.w2 = w13, w2
+        self.count = w13.shape[0]
+        self.dtype = w13.dtype
+        """The dtype the GEMMs take their inputs in."""
+
+    def gate_up(self, expert: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.mm(x, self.w13[expert].t())
+
+    def down(self, expert: int, h: torch.Tensor) -> torch.Tensor:
+        return torch.mm(h, self.w2[expert].t())
+
+
+class PackedExperts(Experts):
+    """Per expert, both weights in oneDNN's blocked layout (bf16 with native bf16 only)."""
+
+    def __init__(self, w13: torch.Tensor, w2: torch.Tensor, batch_hint: int):
+        self.count, self.dtype = w13.shape[0], w13.dtype
+        self.w13, self.w2 = _reorder(w13, batch_hint), _reorder(w2, batch_hint)
+
+    def gate_up(self, expert: int, x: torch.Tensor) -> torch.Tensor:
+        return _linear(x, self.w13[expert])
+
+    def down(self, expert: int, h: torch.Tensor) -> torch.Tensor:
+        return _linear(h, self.w2[expert])
+
+
+def prepack(w13: torch.Tensor, w2: torch.Tensor, batch_hint: int = 16) -> Experts:
+    """The fastest form this CPU multiplies `w13` / `w2` in; `batch_hint` is the row
+    count oneDNN tunes the blocked layout for (decode-sized by default)."""
+    if w13.dtype not in NATIVE:
+        return Experts(w13.contiguous(), w2.contiguous())
+    if not native(w13.dtype):
+        return Experts(w13.float(), w2.float())
+    return PackedExperts(w13, w2, batch_hint)
+
+
+def native(dtype: torch.dtype) -> bool:
+    """Whether oneDNN runs `dtype` GEMMs in hardware here (else reordering such weights fails)."""
+    return torch.backends.mkldnn.is_available() and NATIVE[dtype]()
+
+
+def _reorder(weights: torch.Tensor, batch_hint: int) -> list[torch.Tensor]:
+    return [torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), batch_hint) for w in weights]
+
+
+def _linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
