@@ -1,11 +1,14 @@
 """The CPU MoE kernel on prepacked expert weights (what vLLM runs) against the reference loop.
 
-Two forms: `prepack` (whatever this CPU multiplies fastest: bf16 widened to fp32
-without native bf16, oneDNN's blocked layout with it) and the blocked layout
-itself, forced, in every dtype this CPU's oneDNN can reorder.
+Three forms: `prepack` as vLLM calls it (on these small shapes: bf16 widened to
+fp32 without native bf16, oneDNN's blocked layout with it; fp32 plain), `prepack`
+as it treats large experts (the blocked layout from any size on), and the blocked
+layout forced on the weights as given, in every dtype this CPU's oneDNN can reorder.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
@@ -14,12 +17,20 @@ from kernel_cases import NUM_EXPERTS, make_moe_case, moe_gold_and_reference
 from parity import assert_parity
 from shardline_kernels.moe import cpu, experts
 
-SHAPES = {"decode-1x128x64": (1, 128, 64), "odd-63x769x95": (63, 769, 95), "prefill-257x96x160": (257, 96, 160)}
+SHAPES = {"decode-1x128x64": (1, 128, 64), "odd-63x769x95": (63, 769, 95), "prefill-129x96x160": (129, 96, 160)}
 FORMS = {
     "prepack": experts.prepack,
+    "prepack-large": lambda w13, w2: experts.prepack(w13, w2, blocked_min_weights=0),
     "onednn-blocked": lambda w13, w2: experts.PackedExperts(w13, w2, batch_hint=16),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@functools.cache
+def case(shape: str, pattern: str, map_name: str, dtype: torch.dtype):
+    """Inputs, fp64 gold and reference output, shared by the forms (the reference loop is slow)."""
+    args = make_moe_case(*SHAPES[shape], pattern, map_name, dtype, strided=True)
+    return (args, *moe_gold_and_reference(args))
 
 
 def form(name: str, dtype: torch.dtype):
@@ -35,8 +46,7 @@ def form(name: str, dtype: torch.dtype):
 @pytest.mark.parametrize("map_name", ["all-local", "ep-rank0-of-2", "ep-rank1-of-2"])
 def test_prepacked_moe_matches_reference(dtype, form_name, shape, pattern, map_name):
     pack = form(form_name, dtype)
-    x, w13, w2, weights, ids, expert_map = args = make_moe_case(*SHAPES[shape], pattern, map_name, dtype, strided=True)
-    gold, ref = moe_gold_and_reference(args)
+    (x, w13, w2, weights, ids, expert_map), gold, ref = case(shape, pattern, map_name, dtype)
     assert_parity(cpu.fused_moe_experts(x, pack(w13, w2), weights, ids, expert_map), ref, gold)
 
 

@@ -4,14 +4,17 @@
 views allowed): one `torch.mm` per GEMM, the path of `cpu.fused_moe` and of the
 parity tests. `prepack` converts them once, when vLLM has loaded a layer:
 
-- bf16/fp16 experts on a CPU whose oneDNN has no native bf16 GEMM (AVX2 only:
-  no AVX512-BF16, AMX or AVX-NE-CONVERT) are widened to fp32, exactly, at twice
-  the memory: PyTorch's bf16 GEMM falls back to a slow path there (a 256 x 1024
-  x 7168 GEMM took 363 ms in bf16, 46 ms in fp32 on the AVX2 dev machine);
-- bf16 experts on a CPU with native bf16 are reordered into oneDNN's blocked
-  layout (`mkldnn._reorder_linear_weight`) and multiplied by
-  `mkldnn._linear_pointwise`, which skips the per-call weight reorder `F.linear`
-  pays.
+- bf16/fp16 experts on a CPU whose oneDNN runs that dtype natively (AVX512-BF16,
+  AMX, AVX-NE-CONVERT) are reordered into oneDNN's blocked layout
+  (`mkldnn._reorder_linear_weight`) and multiplied by `mkldnn._linear_pointwise`
+  (issue 19's probe on an AMX Xeon: 1.4-1.6x per expert GEMM over `F.linear`);
+- without it (AVX2 only) they are widened to fp32, exactly, at twice the memory:
+  PyTorch's bf16 GEMM takes a slow path there (a 256 x 1024 x 7168 GEMM took
+  363 ms in bf16, 46 ms in fp32 on the AVX2 dev machine);
+- fp32 (given or widened) expert matrices of at least `BLOCKED_MIN_WEIGHTS`
+  weights are reordered into the blocked layout too; smaller ones stay plain.
+
+A blocked layout is a copy: the vLLM wiring keeps the layer's own weights beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ NATIVE = {
     torch.bfloat16: lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported(),
     torch.float16: lambda: torch.ops.mkldnn._is_mkldnn_fp16_supported(),
 }
+
+
+# In fp32, oneDNN's blocked matmul costs ~20 µs more per call than torch.mm on
+# the AVX2 dev machine (28 vs 8 µs at 1 x 512 -> 128); from about a million
+# weights per expert matrix its faster GEMM wins that back (1.3-1.9x at 8 rows
+# of 1024 -> 7168 and 3584 -> 1024).
+BLOCKED_MIN_WEIGHTS = 1 << 20
 
 
 class Experts:
@@ -55,14 +65,18 @@ class PackedExperts(Experts):
         return _linear(h, self.w2[expert])
 
 
-def prepack(w13: torch.Tensor, w2: torch.Tensor, batch_hint: int = 16) -> Experts:
+def prepack(
+    w13: torch.Tensor, w2: torch.Tensor, batch_hint: int = 16, blocked_min_weights: int = BLOCKED_MIN_WEIGHTS
+) -> Experts:
     """The fastest form this CPU multiplies `w13` / `w2` in; `batch_hint` is the row
     count oneDNN tunes the blocked layout for (decode-sized by default)."""
-    if w13.dtype not in NATIVE:
-        return Experts(w13.contiguous(), w2.contiguous())
-    if not native(w13.dtype):
-        return Experts(w13.float(), w2.float())
-    return PackedExperts(w13, w2, batch_hint)
+    if w13.dtype in NATIVE:
+        if native(w13.dtype):
+            return PackedExperts(w13, w2, batch_hint)
+        w13, w2 = w13.float(), w2.float()
+    if torch.backends.mkldnn.is_available() and w2[0].numel() >= blocked_min_weights:
+        return PackedExperts(w13, w2, batch_hint)
+    return Experts(w13.contiguous(), w2.contiguous())
 
 
 def native(dtype: torch.dtype) -> bool:
