@@ -43,16 +43,19 @@ class Experts:
         self.count = w13.shape[0]
         self.dtype = w13.dtype
         """The dtype the GEMMs take their inputs in."""
+        # Each expert's transposed views, made once: at decode sizes the per-call
+        # select + transpose views cost about as much as a small GEMM's dispatch.
+        self._w13_t, self._w2_t = [w.t() for w in w13], [w.t() for w in w2]
 
     def gate_up(self, expert: int, x: torch.Tensor) -> torch.Tensor:
-        return torch.mm(x, self.w13[expert].t())
+        return torch.mm(x, self._w13_t[expert])
 
     def down(self, expert: int, h: torch.Tensor) -> torch.Tensor:
-        return torch.mm(h, self.w2[expert].t())
+        return torch.mm(h, self._w2_t[expert])
 
 
 class PackedExperts(Experts):
-    """Per expert, both weights in oneDNN's blocked layout (bf16 with native bf16 only)."""
+    """Per expert, both weight matrices in oneDNN's blocked layout."""
 
     def __init__(self, w13: torch.Tensor, w2: torch.Tensor, batch_hint: int):
         self.count, self.dtype = w13.shape[0], w13.dtype
