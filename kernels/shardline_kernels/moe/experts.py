@@ -31,7 +31,8 @@ NATIVE = {
 # In fp32, oneDNN's blocked matmul costs ~20 µs more per call than torch.mm on
 # the AVX2 dev machine (28 vs 8 µs at 1 x 512 -> 128); from about a million
 # weights per expert matrix its faster GEMM wins that back (1.3-1.9x at 8 rows
-# of 1024 -> 7168 and 3584 -> 1024).
+# of 1024 -> 7168 and 3584 -> 1024). Not at 1 token: a Mixtral / 4 layer streaming
+# its weights from DRAM ran at 0.83x of the plain weights (bench/README.md, Kernels).
 BLOCKED_MIN_WEIGHTS = 1 << 20
 
 
