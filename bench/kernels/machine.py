@@ -31,6 +31,7 @@ def describe() -> dict:
         "avx512_bf16": "avx512_bf16" in flags,
         "torch": torch.__version__,
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -44,6 +45,16 @@ def best_seconds(fn, repeat: int = 20, warmup: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def interleaved_best(arms: dict, rounds: int = 3, repeat: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Fastest call of each arm, the arms taking turns for `rounds` rounds, so a
+    drift in the machine's load reaches every arm alike."""
+    best = dict.fromkeys(arms, float("inf"))
+    for _ in range(rounds):
+        for name, fn in arms.items():
+            best[name] = min(best[name], best_seconds(fn, repeat, warmup))
+    return best
 
 
 # More than this machine's last-level cache (480 MiB L3 here), so data read by a

@@ -3,11 +3,16 @@
 Kernel phase: one MoE layer (all experts local, i.e. TP without EP, the only
 setting where vLLM's own CPU kernel is correct) at decode (1-16 tokens) and
 prefill (512 tokens) shapes, bf16 and fp32; vLLM's kernel gets its prepacked
-weights and the ISA vLLM would pick (AMX for bf16 where present). Our EP=2 rank
-(half the experts, remote tokens skipped) is timed too.
-End-to-end phase (--e2e): tokens/s of the tiny Mixtral through vLLM offline,
-TP=2 with vLLM's MoE vs TP=2 + EP=2 with ours, one engine at a time.
-Prints tables and writes bench/results/kernels-moe.json.
+weights and the ISA vLLM would pick (AMX for bf16 where present), ours the
+weights `experts.prepack` makes at load, as in vLLM. Also timed: ours on the
+plain weights (`cpu.fused_moe`, no prepack) and our EP=2 rank (half the experts,
+remote tokens skipped). These arms take turns, round by round; the slow
+reference loop is timed after them.
+End-to-end phase (--e2e): tokens/s of the tiny Mixtral (models/trained/kv-moe)
+through vLLM offline, TP=2 with vLLM's MoE vs TP=2 (+ EP=2) with ours, one
+engine at a time.
+Prints tables and writes bench/results/kernels-moe.json (with the command and
+the machine's load average at the start and the end).
 
     .venv/bin/python bench/kernels/moe.py [--e2e]
 """
@@ -26,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import machine  # noqa: E402
 
-from shardline_kernels.moe import cpu, reference  # noqa: E402
+from shardline_kernels.moe import cpu, experts, reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # (name, experts, top-k, hidden, intermediate): the tiny Mixtral's layer and a
@@ -62,30 +67,42 @@ def vllm_moe(x, w13, w2, weights, ids):
 def ep_rank0(x, w13, w2, weights, ids):
     local = w13.shape[0] // 2
     expert_map = torch.tensor([e if e < local else -1 for e in range(w13.shape[0])], dtype=torch.int32)
-    return lambda: cpu.fused_moe(x, w13[:local], w2[:local], weights, ids, expert_map)
+    packed = experts.prepack(w13[:local], w2[:local])
+    return lambda: cpu.fused_moe_experts(x, packed, weights, ids, expert_map)
 
 
 def bench_case(layer, tokens, dtype, repeat):
-    name, experts, top_k, hidden, inter = layer
-    args = make_layer(experts, top_k, hidden, inter, tokens, dtype)
+    name, num_experts, top_k, hidden, inter = layer
+    args = make_layer(num_experts, top_k, hidden, inter, tokens, dtype)
+    x, w13, w2, weights, ids = args
     vllm_run, isa = vllm_moe(*args)
-    torch.testing.assert_close(cpu.fused_moe(*args), vllm_run(), rtol=0.05, atol=0.05)
-    reps = repeat if tokens < 512 else max(3, repeat // 10)
-    t = {
-        "ours": machine.best_seconds(lambda: cpu.fused_moe(*args), reps),
-        "vllm": machine.best_seconds(vllm_run, reps),
-        "ours_ep_rank": machine.best_seconds(ep_rank0(*args), reps),
-        "reference": machine.best_seconds(lambda: reference.fused_moe(*args), max(2, reps // 5), warmup=1),
+    packed = experts.prepack(w13, w2)  # as vLLM's load does
+    arms = {
+        "ours": lambda: cpu.fused_moe_experts(x, packed, weights, ids),
+        "vllm": vllm_run,
+        "ours_ep_rank": ep_rank0(*args),
+        "ours_plain": lambda: cpu.fused_moe(*args),
     }
+    torch.testing.assert_close(arms["ours"](), vllm_run(), rtol=0.05, atol=0.05)
+    reps = repeat if tokens < 512 else max(2, repeat // 10)
+    t = machine.interleaved_best(arms, rounds=3, repeat=reps)
+    t["reference"] = machine.best_seconds(lambda: reference.fused_moe(*args), max(2, reps // 5), warmup=1)
     return {
         "layer": name,
         "tokens": tokens,
         "dtype": str(dtype).removeprefix("torch."),
         "vllm_isa": isa,
+        "weights_as": _layout(packed),
         **{f"{k}_us": v * 1e6 for k, v in t.items()},
         "ours_vs_vllm": t["vllm"] / t["ours"],
+        "ours_vs_plain": t["ours_plain"] / t["ours"],
         "ours_vs_reference": t["reference"] / t["ours"],
     }
+
+
+def _layout(packed: experts.Experts) -> str:
+    layout = "onednn-blocked" if isinstance(packed, experts.PackedExperts) else "plain"
+    return f"{layout} {str(packed.dtype).removeprefix('torch.')}"
 
 
 E2E_PROBE = """
@@ -113,7 +130,7 @@ def bench_e2e(mode: str, kernels: str) -> dict:
         "VLLM_CPU_OMP_THREADS_BIND": "0|1",
         "VLLM_CPU_KVCACHE_SPACE": "1",
     }
-    model = str(ROOT / ".cache" / "models" / "tiny-mixtral")
+    model = str(ROOT / "models" / "trained" / "kv-moe")
     run = subprocess.run(
         [sys.executable, "-c", E2E_PROBE, model, mode], capture_output=True, text=True, env=env, timeout=600
     )
@@ -135,13 +152,14 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true", help="also run the end-to-end tiny Mixtral engines")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    at_start = machine.describe()
     rows = [
         bench_case(layer, tokens, dtype, args.repeat)
         for layer in LAYERS
         for dtype in (torch.bfloat16, torch.float32)
         for tokens in TOKENS
     ]
-    print(machine.describe())
+    print(at_start)
     print(
         machine.table(
             rows,
@@ -150,19 +168,25 @@ def main() -> None:
                 "dtype",
                 "tokens",
                 "vllm_isa",
+                "weights_as",
                 "ours_us",
                 "vllm_us",
+                "ours_plain_us",
                 "ours_ep_rank_us",
                 "reference_us",
                 "ours_vs_vllm",
-                "ours_vs_reference",
+                "ours_vs_plain",
             ],
         )
     )
     e2e = [bench_e2e("tp", ""), bench_e2e("tp", "moe=shardline"), bench_e2e("ep", "moe=shardline")] if args.e2e else []
     if e2e:
         print(machine.table(e2e, ["config", "tokens", "seconds", "tokens_per_s", "error"]))
-    path = machine.write("kernels-moe", {"machine": machine.describe(), "kernel": rows, "e2e": e2e})
+    command = " ".join([os.path.relpath(sys.executable), *sys.argv])
+    at_end = machine.describe()
+    print(f"load average (1, 5, 15 min): start {at_start['load_avg_1_5_15']}, end {at_end['load_avg_1_5_15']}")
+    result = {"command": command, "machine": at_start, "load_avg_at_end": at_end["load_avg_1_5_15"], "kernel": rows}
+    path = machine.write("kernels-moe", {**result, "e2e": e2e})
     print(f"wrote {path}")
 
 

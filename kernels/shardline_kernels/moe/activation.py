@@ -16,5 +16,6 @@ def gated(gate_up: torch.Tensor, activation: str) -> torch.Tensor:
     """`gate_up` is [..., 2I] with the gate half first (vLLM's w13 layout)."""
     if activation not in GATES:
         raise ValueError(f"activation {activation!r} is not supported; supported: {sorted(GATES)}")
-    gate, up = gate_up.chunk(2, dim=-1)
-    return GATES[activation](gate) * up
+    half = gate_up.shape[-1] // 2
+    # Two slices, not chunk(): chunk's split + narrows cost more at decode sizes.
+    return GATES[activation](gate_up[..., :half]) * gate_up[..., half:]

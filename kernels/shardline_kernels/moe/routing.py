@@ -29,12 +29,14 @@ def group_by_expert(
 ) -> Groups:
     ids = topk_ids.reshape(-1).long()
     local = ids if expert_map is None else expert_map.to(ids.device).long()[ids]
-    kept = (local >= 0).nonzero().squeeze(1)
-    experts = local[kept]
-    order = experts.argsort(stable=True)
-    pairs = kept[order]
+    # One sort groups the pairs by expert and puts the remote ones (-1) first;
+    # one count of local + 1 says how many of those to drop. Few ops, as at
+    # decode sizes each op's fixed cost is what a MoE layer mostly pays.
+    experts, order = local.sort(stable=True)
+    counts = torch.bincount(experts + 1, minlength=num_local_experts + 1)
+    pairs = order[int(counts[0]) :]
     return Groups(
         tokens=pairs // topk_ids.shape[1],
         weights=topk_weights.reshape(-1)[pairs].float(),
-        counts=torch.bincount(experts, minlength=num_local_experts),
+        counts=counts[1:],
     )
