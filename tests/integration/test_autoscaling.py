@@ -1,6 +1,7 @@
 """Autoscaling on the real stack: tiny Llama on vLLM, scaled from zero by the router's
-hold, up to two replicas by the engines' own signals, and back to one, with every
-request scored by shardline.outcomes (LOST = CORRUPT = 0, every request OK).
+hold, up to two replicas by the engines' own signals, back to one, and to zero once
+idle, with every request scored by shardline.outcomes (LOST = CORRUPT = 0, every
+request OK).
 
 One app of its own (min 0, max 2). Each replica's engine runs two sequences at once
 (`max_num_seqs: 2`), so eight clients leave requests waiting in the engine: the
@@ -47,7 +48,7 @@ def app(ray_cluster, tiny_models):
                         "waiting_per_replica": 1,
                         "upscale_delay_s": 2,
                         "downscale_delay_s": 4,
-                        "scale_to_zero_delay_s": 3600,
+                        "scale_to_zero_delay_s": 5,
                         "hold_timeout_s": PHASE_TIMEOUT_S,
                         "metrics_interval_s": 0.5,
                         "look_back_s": 2,
@@ -62,11 +63,18 @@ def app(ray_cluster, tiny_models):
         yield d
 
 
-async def test_scales_from_zero_up_on_waiting_requests_and_back_down_losing_nothing(app):
+async def test_scales_from_zero_up_on_waiting_requests_down_and_to_zero_losing_nothing(app):
     result = await autoscale_drill(
-        app.target, APP, llm_deployment_name(MODEL), MODEL, concurrency=8, trickle=2, phase_timeout_s=PHASE_TIMEOUT_S
+        app.target,
+        APP,
+        llm_deployment_name(MODEL),
+        MODEL,
+        concurrency=8,
+        trickle=2,
+        phase_timeout_s=PHASE_TIMEOUT_S,
+        to_zero=True,
     )
-    print(result.cold, result.rise, result.fall, result.outcomes["verdicts"], sep="\n")
+    print(result.cold, result.rise, result.fall, result.idle, result.outcomes["verdicts"], sep="\n")
     # From zero: the first request was held while the first replica started, then served.
     assert result.cold["replicas_before"] == 0
     assert result.cold["code"] == "OK"
@@ -75,6 +83,8 @@ async def test_scales_from_zero_up_on_waiting_requests_and_back_down_losing_noth
     assert result.rise["decision_s"] <= result.rise["ready_s"]
     # Down: back to one replica while a trickle of streams kept going; none was cut.
     assert result.fall["down_s"] is not None
+    # Idle: the last replica stopped once no request had come for scale_to_zero_delay_s.
+    assert result.idle["zero_s"] is not None
     verdicts = result.outcomes["verdicts"]
     assert verdicts["LOST"] == verdicts["CORRUPT"] == 0, result.outcomes
     assert verdicts["OK"] == result.outcomes["requests"], result.outcomes["codes"]

@@ -10,6 +10,8 @@ Phases (each bounded by its own timeout; figures in seconds from the phase's sta
   and after.
 - fall: a trickle of `trickle` clients (so streams are in flight when a replica
   stops: it must drain them) until one replica is RUNNING. Figure: time to it.
+- idle (`to_zero`, for a model with `replicas.min` 0): no request at all until no
+  replica runs. Figure: time from the last request's end to zero replicas.
 Every request's verdict comes from shardline.outcomes: LOST and CORRUPT must be 0.
 """
 
@@ -81,6 +83,7 @@ class DrillResult:
     cold: dict
     rise: dict
     fall: dict
+    idle: dict | None
     outcomes: dict
     timeline: list[dict]
 
@@ -138,6 +141,7 @@ async def autoscale_drill(
     up_to: int = 2,
     settle_s: float = 0.0,
     phase_timeout_s: float = 300.0,
+    to_zero: bool = False,
 ) -> DrillResult:
     timeline = Timeline(app, deployment)
     async with grpc.aio.insecure_channel(target) as channel:
@@ -146,8 +150,9 @@ async def autoscale_drill(
             channel, model, timeline, concurrency, max_tokens, up_to, settle_s, phase_timeout_s
         )
         fall, fall_records = await _fall(channel, model, timeline, trickle, max_tokens, phase_timeout_s)
+    idle = await _idle(timeline, max(t.end for t in fall_records), phase_timeout_s) if to_zero else None
     records = [cold.pop("record"), *(t.record for t in rise_records + fall_records)]
-    return DrillResult(cold, rise, fall, tally(records), [s.__dict__ for s in timeline.samples])
+    return DrillResult(cold, rise, fall, idle, tally(records), [s.__dict__ for s in timeline.samples])
 
 
 async def _cold(channel, model: str, timeline: Timeline, timeout_s: float) -> dict:
@@ -207,6 +212,12 @@ async def _fall(channel, model, timeline: Timeline, clients: int, max_tokens: in
         "requests": len(records),
         "in_flight_at_scale_down": sum(1 for t in records if down is not None and t.start <= down <= t.end),
     }, records
+
+
+async def _idle(timeline: Timeline, last_request_end: float, timeout_s: float) -> dict:
+    await timeline.until(lambda s: s.running == s.starting == 0, timeout_s)
+    zero = timeline.first(lambda s: s.running == s.starting == 0, after=last_request_end)
+    return {"zero_s": _since(zero, last_request_end)}
 
 
 def _since(t: float | None, start: float) -> float | None:
