@@ -66,6 +66,8 @@ class Record:
     e2e_s: float = 0.0
     problem: str = ""
     """Why a stream is CORRUPT."""
+    charged: float = 0.0
+    """What the router said it charged the tenant (the final chunk's report); 0 without one."""
     token_ids: list[int] = field(default_factory=list, repr=False)
     """What arrived (a fault-free run's become the reference for a faulty one)."""
 
@@ -166,6 +168,7 @@ def _judge(
         problems.append(f"usage says {final.usage.completion_tokens} tokens; {len(ids)} arrived")
     if reference is not None and ids != reference:
         problems.append(f"tokens differ from the reference at index {_first_difference(ids, reference)}")
+    record.charged = final.report.decoding.cost_charged
     recovery = final.report.recovery
     record.retries, record.resumed_tokens = recovery.retries, recovery.resumed_tokens
     record.verdict = Verdict.OK_AFTER_RETRY if recovery.retries else Verdict.OK

@@ -16,6 +16,7 @@ from builders import make_request, make_spec
 from fake_scorers import hash_embed, word_nll
 from fakes import FakeEngine, fake_stack
 from shardline.generation import TokenLogprob
+from shardline.outcomes import Plan, Verdict, drive
 from shardline.v1 import inference_pb2 as pb
 
 SMALL = {
@@ -100,6 +101,14 @@ async def test_cascade_keeps_a_confident_small_answer():
     assert (d.answered_by, d.escalated, engines["kv-large"].calls) == ("kv-small", False, 0)
     assert "".join(c.text for c in chunks) == " a b c a"
     assert 0 <= chunks[-1].report.uncertainty.score < 0.3
+
+
+async def test_an_outcome_record_carries_the_charge_the_router_reported():
+    spec = make_spec(models=[SMALL, LARGE], policies=POLICIES, router={"port": 0})
+    async with fake_stack(spec, embed=hash_embed) as s:
+        (record,) = await drive(s.channel, Plan([request(model="kv-small", request_id="r1")]))
+    assert record.verdict is Verdict.OK
+    assert record.charged == pytest.approx(0.1 * 3 / 1000 + 0.2 * 4 / 1000)
 
 
 async def test_budget_that_cannot_pay_is_resource_exhausted():

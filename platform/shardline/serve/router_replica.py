@@ -18,6 +18,7 @@ engines that are already gone.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import ray
 from ray import serve
@@ -43,7 +44,11 @@ class RouterReplica:
         await self._server.start()
 
     def endpoint(self) -> dict:
+        """Where this replica listens and what it holds; `replica_id` and `pid` say which
+        replica answered (a handle call reaches one of Serve's choosing)."""
         return {
+            "replica_id": serve.get_replica_context().replica_id.unique_id,
+            "pid": os.getpid(),
             "host": ray.util.get_node_ip_address(),
             "port": self._server.port,
             "http_port": self._server.http_port,
