@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check
 
 .PHONY: install models train-models demo lint test test-unit drills protos schema engine-args bench gpu-check clean \
-	image image-gpu image-names image-push image-push-gpu
+	image image-gpu image-base image-smoke image-names image-push image-push-gpu
 
 install: $(STAMP)
 
@@ -71,16 +71,43 @@ gpu-check:
 # Container images (image/Containerfile.*), with podman or docker, whichever is here.
 # The tag is pyproject's version plus the engine: the Helm chart's default image is
 # $(IMAGE):<its appVersion>-cpu, the CPU one (tests/unit/test_image.py keeps them equal).
+# BASE (empty: the Containerfile's Python image) and BUILD_ARGS go to the build as
+# build args; CONTAINER_BUILD_FLAGS are the builder's own (e.g. `--isolation chroot`,
+# `-v` mounts). helm/shardline/README.md#the-image shows a build with no registry.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= ghcr.io/shardline/shardline
 CONTAINER ?= $(shell command -v podman || command -v docker)
+BASE ?=
 BUILD_ARGS ?=
+CONTAINER_BUILD_FLAGS ?=
+IMAGE_BUILD = $(CONTAINER) build $(CONTAINER_BUILD_FLAGS) $(if $(BASE),--build-arg BASE=$(BASE)) $(BUILD_ARGS)
 
 image:
-	$(CONTAINER) build -f image/Containerfile.cpu $(BUILD_ARGS) -t $(IMAGE):$(VERSION)-cpu .
+	$(IMAGE_BUILD) -f image/Containerfile.cpu -t $(IMAGE):$(VERSION)-cpu .
 
 image-gpu:
-	$(CONTAINER) build -f image/Containerfile.gpu $(BUILD_ARGS) -t $(IMAGE):$(VERSION)-gpu .
+	$(IMAGE_BUILD) -f image/Containerfile.gpu -t $(IMAGE):$(VERSION)-gpu .
+
+# A base image from Debian's mirror alone, for machines that reach no container
+# registry: bookworm's python3 is 3.11, as in the default base. Needs root and
+# debootstrap; then `make image BASE=$(BASE_IMAGE)`.
+BASE_IMAGE ?= localhost/shardline-base:bookworm
+BASE_ROOTFS ?= /tmp/shardline-base-rootfs
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+image-base:
+	rm -rf $(BASE_ROOTFS)
+	debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+		bookworm $(BASE_ROOTFS) $(DEBIAN_MIRROR)
+	rm -rf $(BASE_ROOTFS)/var/cache/apt/archives/*.deb $(BASE_ROOTFS)/var/lib/apt/lists/*
+	tar -C $(BASE_ROOTFS) -c . | $(CONTAINER) import - $(BASE_IMAGE)
+	rm -rf $(BASE_ROOTFS)
+
+# The built CPU image serves the chart's default spec (image/smoke.sh): validate,
+# deploy on an embedded Ray cluster through vLLM, one generation. SMOKE_RUN runs a
+# command in the image; where no OCI runtime works, buildah's chroot does (README).
+SMOKE_RUN ?= $(CONTAINER) run --rm -i -v $(CURDIR)/image:/image:ro $(IMAGE):$(VERSION)-cpu
+image-smoke:
+	$(SMOKE_RUN) sh /image/smoke.sh < helm/shardline/values.yaml
 
 image-names:
 	@echo $(IMAGE):$(VERSION)-cpu $(IMAGE):$(VERSION)-gpu

@@ -80,3 +80,32 @@ def test_the_charts_default_image_is_what_make_image_tags():
     assert gpu == f"{values['repository']}:{chart['appVersion']}-gpu"
     assert chart["appVersion"] == PYPROJECT["project"]["version"]
     # The rendered pods' image: tests/helm/test_chart.py::test_default_image_is_the_one_make_image_tags.
+
+
+def make_dry_run(target: str, *assignments: str) -> str:
+    run = subprocess.run(
+        ["make", "-n", target, "CONTAINER=podman", *assignments], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return run.stdout
+
+
+def test_make_image_builds_on_the_containerfiles_base_unless_base_is_given():
+    assert "BASE=" not in make_dry_run("image")
+    built = shlex.split(
+        make_dry_run("image", "BASE=localhost/shardline-base:bookworm", "CONTAINER_BUILD_FLAGS=--isolation chroot")
+    )
+    assert built[:4] == ["podman", "build", "--isolation", "chroot"]
+    assert "BASE=localhost/shardline-base:bookworm" in built
+    assert built[built.index("-f") + 1] == "image/Containerfile.cpu"
+
+
+def test_every_file_beside_the_code_in_the_packages_is_package_data():
+    """The images install the project non-editably: a file pyproject's package-data
+    does not list stays behind (vllm_engine_args.txt once did, and `shardline
+    validate` failed in the image)."""
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    for root in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"]:
+        for package in (p for p in (ROOT / root).iterdir() if (p / "__init__.py").is_file()):
+            listed = {f for pattern in data.get(package.name, []) for f in package.glob(pattern)}
+            files = {f for f in package.rglob("*") if f.is_file() and f.suffix not in {".py", ".pyc"}}
+            assert files <= listed, f"not in [tool.setuptools.package-data]: {sorted(map(str, files - listed))}"
