@@ -8,9 +8,9 @@ one model after the other:
 
 - SmolLM2-135M-Instruct (TP=1; its 9 heads allow no TP=2): fp32, bf16 (vs fp32: what
   bf16 alone costs), int8 with bf16 activations (vs bf16). No int8 arm with fp32
-  activations: PyTorch's fp32 int8-weight GEMM is 15-45x slower than the dense fp32
-  one at SmolLM2's shapes (1 x 576 x 1536: 1.9 ms vs 0.12 ms; 16 tokens: 27 ms vs
-  0.6 ms), so such an arm alone took minutes for a few prompts;
+  activations: PyTorch's fp32 int8-weight GEMM is 6-36x slower than the dense fp32
+  one at SmolLM2's shapes (2 threads, 1 x 576 x 1536: 0.68 ms vs 0.11 ms; 16 tokens:
+  15.7 ms vs 0.44 ms), so such an arm alone took minutes for a few prompts;
 - Gemma 3 270M (base): bf16, bf16 at TP=2 (vs bf16: what TP alone costs), int8
   bf16 at TP=1 and TP=2 (vs bf16). At TP=2 each rank quantizes its own shard: a
   row-parallel layer's output channels get one scale per half row.
@@ -30,7 +30,7 @@ Measures, each arm against its reference arm:
 
 Prints a table and writes bench/results/kernels-int8-quality.json.
 
-    .venv/bin/python bench/kernels/int8_quality.py                      # ~15 min on 2 cores
+    .venv/bin/python bench/kernels/int8_quality.py                      # ~10 min on 2 cores
     .venv/bin/python bench/kernels/int8_quality.py --models smollm2-135m-instruct --questions 9 --prose 3
 """
 
@@ -60,8 +60,6 @@ from shardline.spec.deployment import ModelSpec  # noqa: E402
 MODELS_DIR = Path(__file__).resolve().parents[2] / ".cache" / "models"
 ENGINE_ARGS = {"enforce_eager": True, "gpu_memory_utilization": 0.3}  # as deployments/demo.yaml
 SPEED_PROMPT = "The language reference describes"
-KV_CACHE_GIB = "0.5"
-"""Per worker (the platform's default is 1): six workers are up at once for Gemma."""
 BOOTSTRAP = 2000
 
 
@@ -106,7 +104,6 @@ async def start(spec: ModelSpec) -> VLLMEngine:
     # A replica process runs one engine; here every arm shares this process, so each
     # gets the CPU pinning of its own world size (the engine keeps a value already set).
     os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
     engine = VLLMEngine(spec)
     await engine.start()
     return engine
