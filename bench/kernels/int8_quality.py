@@ -30,7 +30,7 @@ Measures, each arm against its reference arm:
 
 Prints a table and writes bench/results/kernels-int8-quality.json.
 
-    .venv/bin/python bench/kernels/int8_quality.py                      # ~10 min on 2 cores
+    .venv/bin/python bench/kernels/int8_quality.py                      # SmolLM2 alone: 14 min on 2 cores
     .venv/bin/python bench/kernels/int8_quality.py --models smollm2-135m-instruct --questions 9 --prose 3
 """
 
