@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from ray import serve
 
 from shardline.client import Client
@@ -59,6 +60,20 @@ def deployed(data: dict):
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", http)
     finally:
         lifecycle.undeploy(spec.name)
+
+
+def demo_app(name: str) -> dict:
+    """deployments/demo.yaml as an app named `name` (router on port 0): the real pretrained
+    models (`make models` prepares them), verified against the manifest it signed."""
+    from shardline.models.pretrained import prepare_pretrained, signing_public_key
+
+    cache = ROOT / ".cache" / "models"
+    prepare_pretrained(cache)
+    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
+    data.update(name=name, router={**data["router"], "port": 0, "http_port": 0})
+    for model in data["models"]:
+        model.update(path=str(ROOT / model["path"]), integrity={"public_key": signing_public_key(cache)})
+    return data
 
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -15,8 +15,7 @@ import ray
 import yaml
 from ray import serve
 
-from live import ROOT, Deployment, deployed
-from shardline.models.pretrained import prepare_pretrained, signing_public_key
+from live import ROOT, Deployment, demo_app, deployed
 from shardline.models.tiny import build_tiny_models
 from shardline.security.integrity import generate_key, sign_model
 from shardline.serve import lifecycle
@@ -72,11 +71,6 @@ def pretrained(ray_cluster) -> Deployment:
     """deployments/demo.yaml: the real pretrained models (Gemma 3 270M at TP=2,
     SmolLM2-135M-Instruct), verified against the manifest `make models` signed.
     Per module: three more engines stay up only while the module that needs them runs."""
-    cache = ROOT / ".cache" / "models"
-    prepare_pretrained(cache)
-    data = yaml.safe_load((ROOT / "deployments" / "demo.yaml").read_text())
-    data.update(name=PRETRAINED_APP, router={**data["router"], "port": 0, "http_port": 0})
-    for model in data["models"]:
-        model.update(path=str(ROOT / model["path"]), integrity={"public_key": signing_public_key(cache)})
+    data = demo_app(PRETRAINED_APP)
     with deployed(data) as live:
         yield live

@@ -53,3 +53,14 @@ def test_a_needle_within_a_token_count_fits_it_and_keeps_its_depth():
     item = questions.needle_within(7, 900, 0.9, count)
     assert 0.8 * 900 <= count(item.prompt) <= 900
     assert item.depth == 0.9 and f"is {item.answer}." in item.prompt
+
+
+def test_prose_passages_are_seeded_consecutive_and_do_not_overlap():
+    passages = questions.prose_passages(7, 4, 150)
+    assert passages == questions.prose_passages(7, 4, 150)
+    assert passages != questions.prose_passages(8, 4, 150)
+    # Each is about 150 words (whole sentences: it may run over by the last one).
+    assert all(150 <= len(p.split()) < 300 for p in passages)
+    # Consecutive: cut from one run of text, so no sentence appears in two of them.
+    whole = questions.prose_passages(7, 1, sum(len(p.split()) for p in passages))[0]
+    assert whole == " ".join(passages)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 CAPITALS = {
@@ -141,17 +141,35 @@ def _extraction(rng: random.Random) -> Item:
     return Item(f"{SHOTS}Question: {text} How many marbles are in {thing}?\nAnswer:", str(count), "extraction")
 
 
+def prose_passages(seed: int, n: int, words: int) -> list[str]:
+    """`n` consecutive, non-overlapping passages of about `words` words of the language
+    reference's prose, from a seeded starting topic onwards: real text to score a
+    model's perplexity on, or to continue."""
+    sentences = _sentences_from(random.Random(seed).randrange(len(_paragraphs())))
+    return [" ".join(passage) for passage in (_take(sentences, words) for _ in range(n)) if passage]
+
+
 def _prose(rng: random.Random, words: int) -> list[str]:
     """Sentences of the language reference's prose (no grammar or code lines), from a
     seeded starting topic onwards, until about `words` words."""
+    return _take(_sentences_from(rng.randrange(len(_paragraphs()))), words)
+
+
+def _sentences_from(start: int) -> Iterator[str]:
+    """The prose's sentences from paragraph `start` on, once round."""
     paragraphs = _paragraphs()
-    start, out, total = rng.randrange(len(paragraphs)), [], 0
     for i in range(len(paragraphs)):
-        for sentence in re.split(r"(?<=[.!?])\s+", paragraphs[(start + i) % len(paragraphs)]):
-            out.append(sentence)
-            total += len(sentence.split())
-            if total >= words:
-                return out
+        yield from re.split(r"(?<=[.!?])\s+", paragraphs[(start + i) % len(paragraphs)])
+
+
+def _take(sentences: Iterator[str], words: int) -> list[str]:
+    """The next sentences of `sentences`, until about `words` words (fewer when it ends)."""
+    out, total = [], 0
+    for sentence in sentences:
+        out.append(sentence)
+        total += len(sentence.split())
+        if total >= words:
+            break
     return out
 
 
