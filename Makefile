@@ -89,14 +89,16 @@ image-gpu:
 	$(IMAGE_BUILD) -f image/Containerfile.gpu -t $(IMAGE):$(VERSION)-gpu .
 
 # A base image from Debian's mirror alone, for machines that reach no container
-# registry: bookworm's python3 is 3.11, as in the default base. Needs root and
-# debootstrap; then `make image BASE=$(BASE_IMAGE)`.
+# registry: bookworm's python3 is 3.11, as in the default base. python3-dev: the
+# Python image ships Python.h, which torch's Inductor compiles against (vLLM's
+# sampler torch.compiles even with enforce_eager); Debian splits it out. Needs root
+# and debootstrap; then `make image BASE=$(BASE_IMAGE)`.
 BASE_IMAGE ?= localhost/shardline-base:bookworm
 BASE_ROOTFS ?= /tmp/shardline-base-rootfs
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 image-base:
 	rm -rf $(BASE_ROOTFS)
-	debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+	debootstrap --variant=minbase --include=python3,python3-venv,python3-dev,ca-certificates \
 		bookworm $(BASE_ROOTFS) $(DEBIAN_MIRROR)
 	rm -rf $(BASE_ROOTFS)/var/cache/apt/archives/*.deb $(BASE_ROOTFS)/var/lib/apt/lists/*
 	tar -C $(BASE_ROOTFS) -c . | $(CONTAINER) import - $(BASE_IMAGE)
