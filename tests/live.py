@@ -59,7 +59,8 @@ def deployed(data: dict):
         http = f"http://127.0.0.1:{endpoint.http_port}/v1" if endpoint.http_port is not None else ""
         yield Deployment(spec, f"127.0.0.1:{endpoint.port}", http)
     finally:
-        lifecycle.undeploy(spec.name)
+        if spec.name in serve.status().applications:  # a test may have removed it itself
+            lifecycle.undeploy(spec.name)
 
 
 def demo_app(name: str) -> dict:

@@ -1,4 +1,5 @@
-"""Rolling updates and graceful drain on real vLLM replicas (kv-small, 2 replicas),
+"""Rolling updates and graceful drain on a real vLLM replica (kv-small; one replica:
+each engine start costs a minute or more on two cores, and one shows the same),
 scored by the outcome-accounting harness: nothing lost, nothing corrupted, no
 untyped status.
 
@@ -42,7 +43,7 @@ def app_spec(port: int) -> dict:
     data = yaml.safe_load((ROOT / "deployments" / "kv-tiers.yaml").read_text())
     small = next(m for m in data["models"] if m["name"] == MODEL)
     small.pop("compression")
-    small["replicas"] = {"min": 2, "max": 2}
+    small["replicas"] = {"min": 1, "max": 1}
     return {
         "name": APP,
         "models": [small],
@@ -115,7 +116,7 @@ def test_a_failing_update_leaves_the_old_version_serving(app):
         assert_nothing_lost(result[group])
     assert_every_call_reached_a_router_that_served_it(result)
     deployment = serve.status().applications[APP].deployments[llm_deployment_name(MODEL)]
-    assert running_replicas(deployment) == 2  # the old ones, still serving
+    assert running_replicas(deployment) == 1  # the old one, still serving
 
 
 def test_down_drains_live_streams_and_refuses_new_calls(app):

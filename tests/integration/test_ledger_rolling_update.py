@@ -10,7 +10,8 @@ opens a new connection, so the kernel spreads them over both router replicas
    spend is what the clients were told and what the routers' metrics say.
 2. update: an operator raises `router.limits.max_concurrent_requests`; Serve
    replaces both router replicas (new replica ids, old processes gone) while
-   requests keep flowing.
+   requests keep flowing, and keeps the engine replica: its version (serve/app.py)
+   did not change, so the update restarts no engine.
 3. after: spend with long prompts until the planner refuses (RESOURCE_EXHAUSTED).
 
 Then the ledger's spend equals the sum of every charge the clients were told
@@ -39,14 +40,14 @@ from ray.serve._private.constants import SERVE_NAMESPACE
 from live import DEPLOY_TIMEOUT_S, ROOT
 from shardline import wire
 from shardline.client import RetryPolicy, channel_options, make_request
-from shardline.faults.processes import alive
+from shardline.faults.processes import alive, engine_processes
 from shardline.outcomes import Plan, Record, Verdict, drive
 from shardline.policies.decoding.costs import Tier
 from shardline.router.pipeline import SPECIAL_TOKENS
 from shardline.router.scorers import counter_for
 from shardline.serve import lifecycle
 from shardline.serve.app import ROUTER_DEPLOYMENT
-from shardline.serve.ledger import KV_NAMESPACE, actor_name, checkpoint_key, stop_ledger_actor
+from shardline.serve.ledger import KV_NAMESPACE, actor_name, checkpoint_key
 from shardline.spec import validate_spec
 from waiting import eventually, eventually_async
 
@@ -113,7 +114,6 @@ def app(ray_cluster, tmp_path_factory):
     finally:
         if APP in serve.status().applications:
             lifecycle.undeploy(APP)
-        stop_ledger_actor(APP)  # detached: it outlives the app
         ray.experimental.internal_kv._internal_kv_del(checkpoint_key(APP), namespace=KV_NAMESPACE)
 
 
@@ -212,7 +212,9 @@ async def test_one_budget_holds_across_two_routers_and_their_rolling_update(app)
     assert all(by_router), by_router  # both router replicas charged the tenant
     assert book["spent"] == pytest.approx(charged(before)) == pytest.approx(sum(by_router))
 
-    # 2. update: Serve replaces both routers while requests flow.
+    # 2. update: Serve replaces both routers while requests flow; the engine stays.
+    engines = engine_processes(APP, MODEL)
+    assert len(engines) == 1, engines
     done = asyncio.Event()
     during = asyncio.create_task(spend(target, "during", SHORT, lambda _: done.is_set()))
     update_began = time.monotonic()
@@ -225,6 +227,7 @@ async def test_one_budget_holds_across_two_routers_and_their_rolling_update(app)
     assert {r["pid"] for r in new.values()}.isdisjoint(r["pid"] for r in old.values())
     eventually(lambda: not any(alive(r["pid"]) for r in old.values()), message="the old router processes exit")
     assert_one_verdict_each(during, {"OK", "UNAVAILABLE"})
+    assert engine_processes(APP, MODEL) == engines  # the same engine processes: none restarted
     mid = (await ledger_book())["spent"]
     assert mid < BUDGET / 2, f"{mid:.1f} of {BUDGET} spent by the end of the update: not mid-window"
 

@@ -14,6 +14,7 @@ from live import demo_app, deployed, doc_examples, run_doc_example
 from shardline.models import questions
 from shardline.models.agreement import prefix_agreement
 from shardline.router.scorers import token_counter
+from shardline.serve import lifecycle
 from shardline.v1 import inference_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -28,8 +29,27 @@ more prompt diverging early. Gemma: not measured by the bench yet; a looser floo
 
 
 @pytest.fixture(scope="module")
-def int8(pretrained):
-    """The demo's models again, `-int8`, quantized while they load, beside the float ones."""
+def float_answers(pretrained) -> dict[str, tuple]:
+    """The float models' greedy replies to INT8_QUESTIONS, then the float app removed:
+    int8 tests run last in this module (file order), and the machine then holds one set
+    of pretrained engines beside the session's, not two (on 2 cores and 24 GiB, six
+    pretrained workers at once starved the session's replicas)."""
+    with pretrained.client() as client:
+        infos = {m.name: m for m in client.list_models()}
+        answers = {
+            name: (
+                infos[name],
+                [client.generate(name, it.prompt, max_tokens=16, temperature=0) for it in INT8_QUESTIONS],
+            )
+            for name in pretrained.models
+        }
+    lifecycle.undeploy(pretrained.spec.name)
+    return answers
+
+
+@pytest.fixture(scope="module")
+def int8(float_answers):
+    """The demo's models again, `-int8`, quantized while they load."""
     data = demo_app(INT8_APP)
     del data["policies"]
     for model in data["models"]:
@@ -102,17 +122,15 @@ def linear_layers(model_path: str) -> int:
 
 
 @pytest.mark.parametrize("name", ["smollm2-135m-instruct", "gemma-3-270m"])
-def test_int8_engine_holds_int8_weights_and_answers_like_the_float_one(pretrained, int8, name):
+def test_int8_engine_holds_int8_weights_and_answers_like_the_float_one(float_answers, int8, name):
     with int8.client() as client:
         info = {m.name: m for m in client.list_models()}[f"{name}-int8"]
         quantized = [client.generate(f"{name}-int8", it.prompt, max_tokens=16, temperature=0) for it in INT8_QUESTIONS]
-    with pretrained.client() as client:
-        float_info = {m.name: m for m in client.list_models()}[name]
-        reference = [client.generate(name, it.prompt, max_tokens=16, temperature=0) for it in INT8_QUESTIONS]
+    float_info, reference = float_answers[name]
     # As the workers report it: every linear layer of every rank (Gemma: TP=2) holds int8.
     tp = float_info.tensor_parallel_size
     assert (info.quantization, info.tensor_parallel_size, info.workers) == ("shardline-int8", tp, tp)
-    assert info.int8_weights == tp * linear_layers(pretrained.spec.model(name).path)
+    assert info.int8_weights == tp * linear_layers(int8.spec.model(f"{name}-int8").path)
     assert float_info.int8_weights == 0
     agreement = [prefix_agreement(list(r.token_ids), list(q.token_ids)) for r, q in zip(reference, quantized)]
     assert sum(agreement) / len(agreement) >= INT8_AGREEMENT_FLOOR[name], agreement

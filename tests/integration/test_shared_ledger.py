@@ -18,10 +18,13 @@ import uuid
 
 import pytest
 import ray
+from ray import serve
+from ray.serve._private.constants import SERVE_NAMESPACE
 
 from builders import make_spec
 from shardline.errors import ResourceExhausted, Unavailable
-from shardline.serve.ledger import KV_NAMESPACE, SharedLedgers, checkpoint_key
+from shardline.serve import lifecycle
+from shardline.serve.ledger import KV_NAMESPACE, SharedLedgers, actor_name, checkpoint_key
 from waiting import eventually_async
 
 pytestmark = pytest.mark.integration
@@ -70,8 +73,9 @@ def spend(spec, concurrency: int, cost: float) -> dict:
 def app(ray_cluster):
     name = f"ledger-it-{uuid.uuid4().hex[:8]}"
     yield name
-    with contextlib.suppress(ValueError):  # no actor: the test failed before it made one
-        ray.kill(ray.get_actor(f"shardline-ledger-{name}", namespace=NAMESPACE), no_restart=True)
+    for namespace in (NAMESPACE, SERVE_NAMESPACE):
+        with contextlib.suppress(ValueError):  # no actor: the test failed before it made one
+            ray.kill(ray.get_actor(actor_name(name), namespace=namespace), no_restart=True)
     ray.experimental.internal_kv._internal_kv_del(checkpoint_key(name), namespace=KV_NAMESPACE)
 
 
@@ -115,6 +119,18 @@ async def test_a_new_router_finds_the_spend_where_it_was(app):
     before = await SharedLedgers.connect(spec, NAMESPACE)
     await before.settle("acme", await before.reserve("acme", 1.25, LEASE_S), 1.25)
     after = await SharedLedgers.connect(spec, NAMESPACE)  # a restarted router: a new client, the same actor
+    assert (await after.standing("acme")).remaining == pytest.approx(BUDGET - 1.25)
+
+
+async def test_down_stops_the_ledger_and_a_redeploy_finds_the_spend(app):
+    spec = ledger_spec(app)
+    before = await SharedLedgers.connect(spec)  # in Serve's namespace, as a router does
+    await before.settle("acme", await before.reserve("acme", 1.25, LEASE_S), 1.25)
+    serve.start(proxy_location="Disabled")
+    lifecycle.undeploy(app)  # no Serve app by that name: the ledger is all there is to stop
+    with pytest.raises(ValueError):  # no actor by that name any more: no process left behind
+        ray.get_actor(actor_name(app), namespace=SERVE_NAMESPACE)
+    after = await SharedLedgers.connect(spec)  # the next deploy's first router
     assert (await after.standing("acme")).remaining == pytest.approx(BUDGET - 1.25)
 
 

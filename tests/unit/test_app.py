@@ -26,3 +26,23 @@ def test_router_and_engines_share_the_drain_timeout_and_surge():
         assert config.max_surge_percent == 50
     # The router's gRPC streams are not Serve requests: it drains in its destructor, at once.
     assert router.graceful_shutdown_wait_loop_s == ROUTER_WAIT_LOOP_S
+
+
+def versions(spec) -> dict[str, str]:
+    """Each deployment's version, as Serve receives it."""
+    from shardline.serve.app import build_app
+
+    router = build_app(spec)._bound_deployment
+    engines = router.init_args[1]
+    return {"router": router._version, **{name: app._bound_deployment._version for name, app in engines.items()}}
+
+
+def test_a_redeploy_restarts_only_the_deployments_whose_spec_changed():
+    spec = versions(make_spec())
+    assert versions(make_spec()) == spec  # the same spec: Serve keeps every replica
+    router_only = versions(make_spec(limits={"max_concurrent_requests": 7}))
+    assert router_only["tiny-llama"] == spec["tiny-llama"] and router_only["router"] != spec["router"]
+    model = versions(make_spec(model={"max_model_len": 128}))
+    assert model["tiny-llama"] != spec["tiny-llama"] and model["router"] != spec["router"]
+    # Replica counts are Serve's own deployment config, applied in place: no new version.
+    assert versions(make_spec(model={"replicas": {"min": 2, "max": 2}}))["tiny-llama"] == spec["tiny-llama"]

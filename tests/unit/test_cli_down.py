@@ -106,8 +106,9 @@ def test_undeploy_deletes_even_when_the_routers_cannot_be_asked(monkeypatch):
 
     monkeypatch.setattr("ray.serve.get_deployment_handle", no_handle)
     monkeypatch.setattr("ray.serve.delete", deleted.append)
+    monkeypatch.setattr(lifecycle, "stop_ledger_actor", lambda name: deleted.append(f"ledger of {name}"))
     removal = lifecycle.undeploy("a")
-    assert deleted == ["a"] and (removal.routers, removal.drained) == (1, 0)
+    assert deleted == ["a", "ledger of a"] and (removal.routers, removal.drained) == (1, 0)
 
 
 def test_status_without_the_named_app_names_those_that_run(cluster, capsys):

@@ -7,6 +7,7 @@ an extra pyproject defines; the CPU image removes what `make install` removes; e
 folder pyproject's package finder reads is copied in.
 """
 
+import os
 import re
 import shlex
 import subprocess
@@ -71,8 +72,7 @@ def test_the_cpu_image_removes_what_make_install_removes():
 
 
 def test_the_charts_default_image_is_what_make_image_tags():
-    names = subprocess.run(["make", "-s", "image-names"], cwd=ROOT, capture_output=True, text=True, check=True)
-    cpu, gpu = names.stdout.split()
+    cpu, gpu = make("-s", "image-names").split()
     chart = yaml.safe_load((ROOT / "helm" / "shardline" / "Chart.yaml").read_text())
     values = yaml.safe_load((ROOT / "helm" / "shardline" / "values.yaml").read_text())["image"]
     assert values["tag"] == ""  # so the template's default applies: <appVersion>-cpu
@@ -82,11 +82,15 @@ def test_the_charts_default_image_is_what_make_image_tags():
     # The rendered pods' image: tests/helm/test_chart.py::test_default_image_is_the_one_make_image_tags.
 
 
+def make(*args: str) -> str:
+    """What `make` prints, as when run from a shell: CI runs the suite under `make test`,
+    whose MAKELEVEL and MAKEFLAGS would make this make print "Entering directory"."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+
+
 def make_dry_run(target: str, *assignments: str) -> str:
-    run = subprocess.run(
-        ["make", "-n", target, "CONTAINER=podman", *assignments], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return run.stdout
+    return make("-n", target, "CONTAINER=podman", *assignments)
 
 
 def test_make_image_builds_on_the_containerfiles_base_unless_base_is_given():

@@ -1,10 +1,11 @@
 """Scenario: re-deploy a changed spec while streams run (a rolling update).
 
-Every re-deploy through `lifecycle.deploy` replaces the replicas of every
-deployment, the router's included (Serve gives each imperative deploy a new
-version). Two groups of clients send greedy streams back to back through the same
-update: one channel with the client's UNAVAILABLE retry policy, one without, so
-the update is scored both ways at once. A fault-free pass first gives each prompt
+A re-deploy through `lifecycle.deploy` replaces the replicas of every deployment
+whose spec changed (serve/app.py `versioned`); a changed model replaces its engine
+replicas and the router's (the router's spec holds every model's). Two groups of
+clients send greedy streams back to back through the same update: one channel with
+the client's UNAVAILABLE retry policy, one without, so the update is scored both
+ways at once. A fault-free pass first gives each prompt
 its reference tokens (a stream resumed on a new replica must match them).
 """
 

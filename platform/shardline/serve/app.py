@@ -10,7 +10,11 @@ bundle and its GPU). The layout and why: spec/placement.py.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
+from pathlib import Path
 
 from ray import serve
 from ray.serve import Application
@@ -43,10 +47,43 @@ ROUTER_WAIT_LOOP_S = 0.05
 
 def build_app(spec: DeploymentSpec) -> Application:
     handles = {
-        m.name: llm_deployment(m, spec.rollout, spec.router.replicas).bind(m, telemetry=spec.telemetry)
+        m.name: versioned(
+            llm_deployment(m, spec.rollout, spec.router.replicas),
+            # Replica counts are Serve's to apply in place; no engine reads them.
+            m.model_dump(mode="json", exclude={"replicas": {"min", "max"}}),
+            spec.telemetry.model_dump(mode="json"),
+        ).bind(m, telemetry=spec.telemetry)
         for m in spec.models
     }
-    return router_deployment(spec).bind(spec, handles)
+    return versioned(router_deployment(spec), spec.model_dump(mode="json")).bind(spec, handles)
+
+
+def versioned(deployment: serve.Deployment, *built_from: dict) -> serve.Deployment:
+    """The deployment with a version that changes only with what its replicas are built
+    from (their specs, as JSON) and with our code. Serve restarts a deployment's
+    replicas on a re-deploy only when its version or its actor options (env, bundles)
+    changed, and applies the rest of its config (replica counts) in place; unset, it
+    draws a random version every deploy, and a router-only change restarted every
+    engine (a minute or more each on a CPU)."""
+    payload = json.dumps(built_from, sort_keys=True)
+    digest = hashlib.sha256(f"{code_fingerprint()}\n{payload}".encode()).hexdigest()[:16]
+    return deployment.options(version=digest, _internal=True)  # `version` is Serve-internal since 2.x
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of our packages' sources (shardline and the kernels vLLM loads): a code
+    upgrade, released or not, is a new version of every deployment."""
+    import shardline
+    import shardline_kernels
+
+    digest = hashlib.sha256()
+    for package in (shardline, shardline_kernels):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def rollout_options(rollout: RolloutSpec) -> dict:

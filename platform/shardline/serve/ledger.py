@@ -8,8 +8,10 @@ that no other router's call can enter. That is the whole of its atomicity.
 
 Named `shardline-ledger-<spec.name>` in Serve's namespace (`serve`: a replica's own
 namespace is that of the driver that deployed it, anonymous for `shardline up`, so
-a redeploy from another process would not find it there), detached (it outlives `shardline down`, so spend
-survives a redeploy) and restarted by Ray when it dies (`max_restarts=-1`).
+a redeploy from another process would not find it there), detached (it outlives the
+router replica that started it, through rolling updates; `shardline down` stops it and
+keeps its checkpoint, so spend survives a redeploy) and restarted by Ray when it dies
+(`max_restarts=-1`).
 
 Checkpoint: the book as JSON under `ledger/<spec.name>` in the GCS key-value store
 (as Serve's controller keeps its own state), written after every reserve and

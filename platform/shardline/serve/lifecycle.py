@@ -109,19 +109,12 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
                 f"{exc}; application {spec.name!r} existed before, so it was not removed "
                 "(deploy a fixed spec, or `shardline down`)"
             ) from None
-        _remove_new(spec.name)
+        undeploy(spec.name)  # and the ledger actor its routers may have started
         raise DeployError(f"{exc}; application {spec.name!r} removed, nothing left deployed") from None
     except BaseException:  # interrupted: do not leave a new application half-deployed either
         if not existed:
-            _remove_new(spec.name)
+            undeploy(spec.name)  # and the ledger actor its routers may have started
         raise
-
-
-def _remove_new(app: str) -> None:
-    """Remove an application whose first deploy failed, and the ledger actor its
-    routers may have started (its checkpoint, with any spend, stays)."""
-    undeploy(app)
-    stop_ledger_actor(app)
 
 
 def _wait_serving(spec: DeploymentSpec, timeout_s: float, progress) -> Endpoint:
@@ -211,7 +204,9 @@ def undeploy(app: str) -> Removal:
     calls before any engine replica stops; then Serve deletes the app: routers let
     their live streams finish (`rollout.drain_timeout_s`) and the engine replicas keep
     serving those streams until they end. A router that cannot be asked to drain does
-    not keep the app alive: the app is deleted anyway (see `Removal.drained`)."""
+    not keep the app alive: the app is deleted anyway (see `Removal.drained`). Last,
+    the app's ledger actor stops; its checkpoint stays, so a redeploy under the same
+    name starts with the window's spend (its first router starts the actor again)."""
     began = time.monotonic()
     routers, drained = None, 0
     try:
@@ -222,6 +217,7 @@ def undeploy(app: str) -> Removal:
             "could not ask the routers of %s to drain first (%s: %s); deleting anyway", app, type(exc).__name__, exc
         )
     serve.delete(app)
+    stop_ledger_actor(app)
     return Removal(time.monotonic() - began, routers, drained)
 
 
