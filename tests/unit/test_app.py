@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 from builders import make_spec
 from shardline.serve.app import logical_cpus_needed, placement_bundles
 
@@ -46,3 +48,27 @@ def test_a_redeploy_restarts_only_the_deployments_whose_spec_changed():
     assert model["tiny-llama"] != spec["tiny-llama"] and model["router"] != spec["router"]
     # Replica counts are Serve's own deployment config, applied in place: no new version.
     assert versions(make_spec(model={"replicas": {"min": 2, "max": 2}}))["tiny-llama"] == spec["tiny-llama"]
+
+
+def test_a_retried_deployment_gets_a_new_version_and_the_others_keep_theirs():
+    from shardline.serve.app import build_app
+
+    spec = make_spec()
+    engines = build_app(spec, retry=frozenset({"llm-tiny-llama"}))._bound_deployment.init_args[1]
+    assert engines["tiny-llama"]._bound_deployment._version != versions(spec)["tiny-llama"]
+    assert versions(spec)["router"] == build_app(spec, retry=frozenset({"llm-tiny-llama"}))._bound_deployment._version
+
+
+def test_a_redeploy_retries_the_deployments_that_failed():
+    from shardline.serve.lifecycle import failed_deployments
+
+    status = SimpleNamespace(
+        deployments={
+            "router": SimpleNamespace(status="HEALTHY"),
+            "llm-a": SimpleNamespace(status="DEPLOY_FAILED"),
+            "llm-b": SimpleNamespace(status="UNHEALTHY"),
+            "llm-c": SimpleNamespace(status="UPDATING"),  # its update is still under way
+        }
+    )
+    assert failed_deployments(status) == {"llm-a", "llm-b"}
+    assert failed_deployments(None) == frozenset()  # a new app

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import math
+import uuid
 from pathlib import Path
 
 from ray import serve
@@ -45,28 +46,32 @@ SHUTDOWN_MARGIN_S = 10.0
 ROUTER_WAIT_LOOP_S = 0.05
 
 
-def build_app(spec: DeploymentSpec) -> Application:
+def build_app(spec: DeploymentSpec, retry: frozenset[str] = frozenset()) -> Application:
+    """The application; `retry` names deployments to start afresh even if their spec is
+    unchanged (failed ones: Serve ignores a re-deploy of the version it has)."""
     handles = {
         m.name: versioned(
             llm_deployment(m, spec.rollout, spec.router.replicas),
+            retry,
             # Replica counts are Serve's to apply in place; no engine reads them.
             m.model_dump(mode="json", exclude={"replicas": {"min", "max"}}),
             spec.telemetry.model_dump(mode="json"),
         ).bind(m, telemetry=spec.telemetry)
         for m in spec.models
     }
-    return versioned(router_deployment(spec), spec.model_dump(mode="json")).bind(spec, handles)
+    return versioned(router_deployment(spec), retry, spec.model_dump(mode="json")).bind(spec, handles)
 
 
-def versioned(deployment: serve.Deployment, *built_from: dict) -> serve.Deployment:
+def versioned(deployment: serve.Deployment, retry: frozenset[str], *built_from: dict) -> serve.Deployment:
     """The deployment with a version that changes only with what its replicas are built
-    from (their specs, as JSON) and with our code. Serve restarts a deployment's
-    replicas on a re-deploy only when its version or its actor options (env, bundles)
-    changed, and applies the rest of its config (replica counts) in place; unset, it
-    draws a random version every deploy, and a router-only change restarted every
-    engine (a minute or more each on a CPU)."""
+    from (their specs, as JSON) and with our code, or with a retry. Serve restarts a
+    deployment's replicas on a re-deploy only when its version or its actor options
+    (env, bundles) changed, and applies the rest of its config (replica counts) in
+    place; unset, it draws a random version every deploy, and a router-only change
+    restarted every engine (a minute or more each on a CPU)."""
     payload = json.dumps(built_from, sort_keys=True)
-    digest = hashlib.sha256(f"{code_fingerprint()}\n{payload}".encode()).hexdigest()[:16]
+    salt = uuid.uuid4().hex if deployment.name in retry else ""
+    digest = hashlib.sha256(f"{code_fingerprint()}\n{payload}\n{salt}".encode()).hexdigest()[:16]
     return deployment.options(version=digest, _internal=True)  # `version` is Serve-internal since 2.x
 
 

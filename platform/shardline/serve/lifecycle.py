@@ -99,8 +99,9 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
     would take down what still serves); Serve keeps whatever replicas it has.
     """
     serve.start(proxy_location="Disabled")
-    existed = spec.name in serve.status().applications
-    serve._run(build_app(spec), _blocking=False, name=spec.name, route_prefix=None)
+    status = serve.status().applications.get(spec.name)
+    existed = status is not None
+    serve._run(build_app(spec, failed_deployments(status)), _blocking=False, name=spec.name, route_prefix=None)
     try:
         return _wait_serving(spec, timeout_s, progress)
     except DeployError as exc:
@@ -115,6 +116,16 @@ def deploy(spec: DeploymentSpec, timeout_s: float, progress=lambda line: None) -
         if not existed:
             undeploy(spec.name)  # and the ledger actor its routers may have started
         raise
+
+
+def failed_deployments(app_status) -> frozenset[str]:
+    """Deployments of a running app that failed or went unhealthy: a re-deploy starts
+    them afresh, even with an unchanged spec (the model files may be there now)."""
+    if app_status is None:
+        return frozenset()
+    return frozenset(
+        name for name, d in app_status.deployments.items() if enum_value(d.status) in ("DEPLOY_FAILED", "UNHEALTHY")
+    )
 
 
 def _wait_serving(spec: DeploymentSpec, timeout_s: float, progress) -> Endpoint:
